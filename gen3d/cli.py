@@ -1,0 +1,234 @@
+"""The `gen3d` command line: argument parsing, exit codes and output formatting only.
+
+Exit codes (CONVENTIONS): 0 ok; 2 bad input or usage (one line on stderr); 1 internal error
+(traceback written to a log file whose path the message gives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import gen3d
+from gen3d.errors import InputError
+
+log = logging.getLogger("gen3d")
+
+
+class UsageError(Exception):
+    """Bad command-line usage: exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints and exits 2 itself; route it through main()
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    g = parser.add_argument_group("global options")
+    g.add_argument("--threads", type=int, default=default, metavar="N",
+                   help="threads for torch, libigl and pools (default: cores / workers)")
+    g.add_argument("--device", choices=["cpu", "cuda", "auto"], default=argparse.SUPPRESS if suppress else "auto",
+                   help="compute device (default: auto)")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="only errors on stderr")
+    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="print exactly one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gen3d", description="Images and text to 3D assets; raw 3D folders to training data.")
+    parser.add_argument("--version", action="version", version=f"gen3d {gen3d.__version__}")
+    _global_options(parser, suppress=False)
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("info", parents=[common], help="load, validate and describe a mesh file")
+    p.add_argument("path", help="mesh file (.obj .ply .stl .off .glb .gltf)")
+
+    p = sub.add_parser("convert", parents=[common], help="convert a mesh, optionally to a face budget")
+    p.add_argument("input", help="mesh file to read")
+    p.add_argument("output", help="file to write (.glb .obj .ply .stl)")
+    p.add_argument("--faces", type=int, metavar="N", help="simplify to at most N faces (drops UV textures)")
+    p.add_argument("--normalize", action="store_true", help="centre and scale to the canonical frame")
+
+    sub.add_parser("doctor", parents=[common], help="report versions, devices and optional backends")
+
+    data = sub.add_parser("data", help="dataset jobs")
+    data_sub = data.add_subparsers(dest="data_command", metavar="JOB", parser_class=_Parser)
+    p = data_sub.add_parser("procedural", parents=[common], help="write seeded procedural shapes")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--families", nargs="+", default=None, help="families to cycle through (default: all)")
+    p.add_argument("--count", type=int, default=12, help="number of shapes in total (default: 12)")
+    p.add_argument("--seed", type=int, default=0, help="first seed within the split's range (default: 0)")
+    p.add_argument("--split", choices=["train", "val"], default="train",
+                   help="train or val: disjoint seed ranges (default: train)")
+    p.add_argument("--format", choices=["obj", "ply", "glb", "stl"], default="obj", help="file format (default: obj)")
+    return parser
+
+
+def _configure(args: argparse.Namespace) -> None:
+    quiet = args.quiet
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="gen3d: %(message)s",
+                        stream=sys.stderr, force=True)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be >= 1")
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("unsupported_device", "--device cuda was asked for but no CUDA device is available")
+
+
+def _progress(args: argparse.Namespace, total: int | None = None, desc: str = ""):
+    from tqdm import tqdm
+
+    disable = args.json or args.quiet or not sys.stderr.isatty()
+    return lambda it: tqdm(it, total=total, desc=desc, disable=disable, file=sys.stderr)
+
+
+def _emit(args: argparse.Namespace, payload: dict, lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(payload))
+    elif not args.quiet:
+        print("\n".join(lines))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from gen3d.geometry.io import load_mesh
+    from gen3d.geometry.stats import mesh_info
+
+    info = mesh_info(load_mesh(args.path))
+    lo, hi = info["bounds"]
+    lines = [
+        f"{args.path}",
+        f"  vertices {info['vertices']}  faces {info['faces']}  components {info['components']}",
+        f"  watertight {info['watertight']}  edge-manifold {info['edge_manifold']}"
+        f"  winding-consistent {info['winding_consistent']}",
+        f"  bounds [{lo[0]:.4g}, {lo[1]:.4g}, {lo[2]:.4g}] .. [{hi[0]:.4g}, {hi[1]:.4g}, {hi[2]:.4g}]",
+        f"  uv {info['has_uv']}  texture {info['has_texture']}  vertex colours {info['has_vertex_colors']}"
+        f"  materials {info['materials']}",
+    ] + [f"  warning {w['code']}: {w['message']}" for w in info["warnings"]]
+    _emit(args, {"ok": True, "path": str(args.path), **info}, lines)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from gen3d.geometry.cleanup import simplify
+    from gen3d.geometry.export import WRITERS, save_mesh
+    from gen3d.geometry.io import load_mesh
+    from gen3d.geometry.transform import normalize
+
+    out = Path(args.output)
+    if out.suffix.lower() not in WRITERS:
+        raise InputError("unsupported_format", f"cannot write '{out.suffix}': choose one of {', '.join(WRITERS)}")
+    if args.faces is not None and args.faces < 4:
+        raise UsageError("--faces must be >= 4")
+    mesh = load_mesh(args.input)
+    faces_in = mesh.num_faces
+    if args.normalize:
+        mesh, _ = normalize(mesh)
+    if args.faces is not None:
+        known = len(mesh.warnings)
+        mesh = simplify(mesh, args.faces)
+        for w in mesh.warnings[known:]:
+            log.warning("%s: %s", args.input, w)
+    save_mesh(mesh, out)
+    payload = {"ok": True, "input": str(args.input), "output": str(out), "faces_in": faces_in,
+               "faces_out": mesh.num_faces, "warnings": [{"code": w.code, "message": w.message} for w in mesh.warnings]}
+    _emit(args, payload, [f"wrote {out} ({mesh.num_faces} faces, from {faces_in})"])
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from gen3d.doctor import doctor_report
+
+    report = doctor_report()
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {k}: {v['status'] if isinstance(v, dict) else v}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {value}")
+    _emit(args, {"ok": True, **report}, lines)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command != "procedural":
+        raise UsageError("gen3d data: choose a job (procedural)")
+    from gen3d.geometry.procedural import FAMILIES, write_procedural
+
+    families = args.families or list(FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise UsageError(f"unknown families {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
+    if args.count < 1:
+        raise UsageError("--count must be >= 1")
+    start = time.perf_counter()
+    try:
+        rows = write_procedural(args.out, families, args.count, seed=args.seed, split=args.split,
+                                file_format=args.format, progress=_progress(args, args.count, "shapes"))
+    except ValueError as exc:  # seed range outside the split
+        raise UsageError(str(exc)) from exc
+    seconds = time.perf_counter() - start
+    payload = {"ok": True, "out": str(args.out), "count": len(rows), "split": args.split,
+               "families": families, "seconds": round(seconds, 3)}
+    _emit(args, payload, [f"wrote {len(rows)} {args.split} shapes to {args.out} in {seconds:.1f} s"])
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "convert": cmd_convert, "doctor": cmd_doctor, "data": cmd_data}
+
+
+def _fail(args_json: bool, code: int, reason: str, message: str) -> int:
+    if args_json:
+        print(json.dumps({"ok": False, "reason": reason, "message": message}))
+    print(f"gen3d: error: {message}" if reason in ("usage", "internal") else f"gen3d: error: {reason}: {message}",
+          file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    wants_json = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise UsageError("gen3d: choose a command (see gen3d --help)")
+        _configure(args)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        return _fail(wants_json, 2, "usage", str(exc))
+    except InputError as exc:
+        return _fail(wants_json, 2, exc.reason, exc.message)
+    except KeyboardInterrupt:
+        return _fail(wants_json, 130, "interrupted", "interrupted")
+    except Exception:  # a bug: keep the traceback in a log file, say where
+        log_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gen3d" / "logs"
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            log_dir = Path(tempfile.gettempdir())
+        log_path = log_dir / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        log_path.write_text(f"gen3d {gen3d.__version__} {' '.join(argv)}\n{traceback.format_exc()}")
+        return _fail(wants_json, 1, "internal", f"internal error (a bug); traceback written to {log_path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

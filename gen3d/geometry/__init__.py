@@ -1,0 +1,1 @@
+"""Geometry layer: mesh I/O, validation, normalization, cleanup, sampling, fields and metrics."""

@@ -1,0 +1,129 @@
+"""Mesh cleanup (duplicates, degenerate faces, floating fragments) and simplification to a face budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import fast_simplification
+import numpy as np
+from scipy.spatial import cKDTree
+
+from gen3d.errors import MeshWarning
+from gen3d.geometry.topology import vertex_components, weld_by_position
+from gen3d.geometry.validate import degenerate_faces
+from gen3d.types import Material, Mesh
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    """What `cleanup` removed."""
+
+    merged_vertices: int
+    degenerate_faces: int
+    duplicate_faces: int
+    small_components: int
+    small_component_faces: int
+
+
+def cleanup(mesh: Mesh, *, min_component_area: float = 0.001) -> tuple[Mesh, CleanupReport]:
+    """Merge identical vertices, drop degenerate and duplicate faces and tiny floating components.
+
+    Vertices merge only when position *and* every attribute (normal, UV, colour) are equal, so
+    UV seams survive. A floating component (faces connected through welded vertices) is dropped
+    when its area is below `min_component_area` x the total area.
+    """
+    out = _merge_identical_vertices(mesh)
+    merged = mesh.num_vertices - out.num_vertices
+
+    degenerate = degenerate_faces(out)
+    out = out.submesh(~degenerate)
+
+    rotated = _canonical_rotation(out.faces)  # (F, 3)
+    _, first = np.unique(rotated, axis=0, return_index=True)
+    keep = np.zeros(out.num_faces, dtype=bool)
+    keep[first] = True
+    duplicates = int((~keep).sum())
+    out = out.submesh(keep)
+
+    _, welded_faces, _ = weld_by_position(out.vertices, out.faces)
+    count, labels = vertex_components(welded_faces)
+    area = np.bincount(labels, weights=out.face_areas(), minlength=count)  # (C,)
+    small = area < min_component_area * area.sum()
+    if small.all():  # never delete everything: keep the largest piece
+        small[np.argmax(area)] = False
+    drop_faces = small[labels]
+    out = out.submesh(~drop_faces)
+    report = CleanupReport(
+        merged_vertices=merged,
+        degenerate_faces=int(degenerate.sum()),
+        duplicate_faces=duplicates,
+        small_components=int(small.sum()),
+        small_component_faces=int(drop_faces.sum()),
+    )
+    return out, report
+
+
+def _merge_identical_vertices(mesh: Mesh) -> Mesh:
+    columns = [mesh.vertices]
+    for attr in (mesh.normals, mesh.uvs, mesh.colors):
+        if attr is not None:
+            columns.append(attr.astype(np.float64))
+    key = np.concatenate(columns, axis=1)  # (V, 3 + attributes)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    pick = lambda a: None if a is None else a[first]  # noqa: E731
+    return Mesh(
+        vertices=mesh.vertices[first],
+        faces=inverse.reshape(-1)[mesh.faces],
+        normals=pick(mesh.normals),
+        uvs=pick(mesh.uvs),
+        colors=pick(mesh.colors),
+        face_materials=mesh.face_materials,
+        materials=list(mesh.materials),
+        warnings=list(mesh.warnings),
+    )
+
+
+def _canonical_rotation(faces: np.ndarray) -> np.ndarray:
+    """Each face cyclically rotated to start at its smallest index (same orientation kept)."""
+    shift = np.argmin(faces, axis=1)  # (F,)
+    idx = (shift[:, None] + np.arange(3)[None, :]) % 3  # (F, 3)
+    return np.take_along_axis(faces, idx, axis=1)
+
+
+def simplify(mesh: Mesh, max_faces: int, *, aggressiveness: float = 7.0) -> Mesh:
+    """Quadric edge-collapse decimation (fast-simplification) to at most `max_faces` faces.
+
+    Decimation runs on the position-welded mesh; vertex colours are carried over from the
+    nearest original vertex. UV textures cannot be kept yet: they are dropped with the warning
+    `texture_dropped` (baking comes with the texture stage).
+    """
+    if max_faces < 4:
+        raise ValueError(f"a face budget of {max_faces} is too small (need >= 4)")
+    if mesh.num_faces <= max_faces:
+        return mesh.copy()
+    warnings = list(mesh.warnings)
+    if mesh.has_texture or mesh.uvs is not None:
+        warnings.append(MeshWarning("texture_dropped", "simplification cannot keep UV textures yet: dropped"))
+    welded, faces, _ = weld_by_position(mesh.vertices, mesh.faces)
+    target = max_faces
+    for _ in range(8):
+        points, new_faces = fast_simplification.simplify(welded, faces.astype(np.int32), target_count=target,
+                                                         agg=aggressiveness)
+        if len(new_faces) <= max_faces:
+            break
+        target = max(4, int(target * max_faces / len(new_faces)) - 1)
+    else:
+        raise RuntimeError(f"could not reach {max_faces} faces (got {len(new_faces)})")
+    colors = None
+    if mesh.colors is not None:
+        _, nearest = cKDTree(mesh.vertices).query(points)
+        colors = mesh.colors[nearest]
+    base = mesh.materials[0].base_color if mesh.materials else np.ones(4, np.float32)
+    return Mesh(
+        vertices=points,
+        faces=new_faces,
+        colors=colors,
+        face_materials=np.zeros(len(new_faces), np.int32),
+        materials=[Material(name="simplified", base_color=base.copy())],
+        warnings=warnings,
+    )

@@ -1,0 +1,128 @@
+"""Mesh writers keyed by extension (GLB, OBJ+MTL+PNG, PLY, STL), all written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from gen3d.types import Material, Mesh
+
+
+def _visual(part: Mesh, material: Material, pbr: bool) -> trimesh.visual.base.Visuals | None:
+    if part.uvs is not None and material.texture is not None:
+        image = Image.fromarray(material.texture)
+        if pbr:
+            trimesh_material = trimesh.visual.material.PBRMaterial(
+                name=material.name, baseColorTexture=image,
+                baseColorFactor=(np.clip(material.base_color, 0, 1) * 255).astype(np.uint8),
+            )
+        else:
+            trimesh_material = trimesh.visual.material.SimpleMaterial(
+                name=material.name, image=image, diffuse=(np.clip(material.base_color, 0, 1) * 255).astype(np.uint8)
+            )
+        return trimesh.visual.TextureVisuals(uv=part.uvs, material=trimesh_material)
+    if part.colors is not None:
+        return trimesh.visual.ColorVisuals(vertex_colors=(np.clip(part.colors, 0, 1) * 255).round().astype(np.uint8))
+    if not np.allclose(material.base_color, 1.0):
+        factor = (np.clip(material.base_color, 0, 1) * 255).astype(np.uint8)
+        if pbr:
+            trimesh_material = trimesh.visual.material.PBRMaterial(name=material.name, baseColorFactor=factor)
+        else:
+            trimesh_material = trimesh.visual.material.SimpleMaterial(name=material.name, diffuse=factor)
+        return trimesh.visual.TextureVisuals(material=trimesh_material)
+    return None
+
+
+def to_trimesh_parts(mesh: Mesh, pbr: bool = True) -> list[trimesh.Trimesh]:
+    """One trimesh per material used, each carrying its texture, colours or colour factor."""
+    ids = mesh.face_materials if mesh.face_materials is not None else np.zeros(mesh.num_faces, np.int32)
+    materials = mesh.materials or [Material()]
+    parts = []
+    for material_id in np.unique(ids):
+        part = mesh.submesh(ids == material_id) if len(np.unique(ids)) > 1 else mesh
+        visual = _visual(part, materials[int(material_id)], pbr)
+        parts.append(
+            trimesh.Trimesh(
+                vertices=part.vertices, faces=part.faces, vertex_normals=part.normals, visual=visual, process=False
+            )
+        )
+    return parts
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_glb(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
+    """Binary glTF; several materials become several primitives. `extras` goes to asset.extras."""
+    scene = trimesh.Scene()
+    for i, part in enumerate(to_trimesh_parts(mesh, pbr=True)):
+        scene.add_geometry(part, geom_name=f"part{i}", node_name=f"part{i}")
+    if extras:
+        scene.metadata["extras"] = json.loads(json.dumps(extras))  # must be plain JSON
+    _atomic_write(path, scene.export(file_type="glb"))
+
+
+def write_obj(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
+    """Wavefront OBJ with a sibling .mtl and texture PNGs when the mesh has materials."""
+    parts = to_trimesh_parts(mesh, pbr=False)
+    combined = parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
+    mtl_name = path.stem + ".mtl"
+    text, files = trimesh.exchange.obj.export_obj(
+        combined, include_normals=mesh.normals is not None, include_color=mesh.colors is not None,
+        include_texture=True, return_texture=True, mtl_name=mtl_name,
+    )
+    # trimesh names images after materials; prefix them with the stem so that several meshes
+    # written to one folder do not overwrite each other's textures.
+    renames = {name: f"{path.stem}_{name}" for name in files if name != mtl_name}
+    for name, data in files.items():  # the .mtl and its images, before the .obj that names them
+        if name == mtl_name:
+            mtl_text = data.decode("utf-8")
+            for old, new in renames.items():
+                mtl_text = mtl_text.replace(f" {old}", f" {new}")
+            data = mtl_text.encode("utf-8")
+        _atomic_write(path.parent / renames.get(name, name), data)
+    _atomic_write(path, text.encode("utf-8"))
+
+
+def write_ply(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
+    """Binary PLY with vertex colours when present."""
+    parts = to_trimesh_parts(mesh, pbr=False)
+    combined = parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
+    if mesh.colors is None:
+        combined.visual = trimesh.visual.ColorVisuals()
+    _atomic_write(path, trimesh.exchange.ply.export_ply(combined, encoding="binary"))
+
+
+def write_stl(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
+    """Binary STL (geometry only)."""
+    plain = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
+    _atomic_write(path, trimesh.exchange.stl.export_stl(plain))
+
+
+# Extension -> writer (a plain dict, per CONVENTIONS "Choices by name").
+WRITERS: dict[str, Callable[[Mesh, Path, dict | None], None]] = {
+    ".glb": write_glb,
+    ".obj": write_obj,
+    ".ply": write_ply,
+    ".stl": write_stl,
+}
+
+
+def save_mesh(mesh: Mesh, path: str | Path, extras: dict | None = None) -> Path:
+    """Write `mesh` in the format its extension names; raise ValueError for an unknown one."""
+    path = Path(path)
+    writer = WRITERS.get(path.suffix.lower())
+    if writer is None:
+        raise ValueError(f"cannot write '{path.suffix}': choose one of {', '.join(WRITERS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer(mesh, path, extras)
+    return path
