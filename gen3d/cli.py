@@ -140,13 +140,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError("--faces must be >= 4")
     mesh = load_mesh(args.input)
     faces_in = mesh.num_faces
-    if args.normalize:
-        mesh, _ = normalize(mesh)
     if args.faces is not None:
         known = len(mesh.warnings)
         mesh = simplify(mesh, args.faces)
         for w in mesh.warnings[known:]:
             log.warning("%s: %s", args.input, w)
+    if args.normalize:  # after simplification, so that the output's longest side is exactly 1.9
+        mesh, _ = normalize(mesh)
     save_mesh(mesh, out)
     payload = {"ok": True, "input": str(args.input), "output": str(out), "faces_in": faces_in,
                "faces_out": mesh.num_faces, "warnings": [{"code": w.code, "message": w.message} for w in mesh.warnings]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,9 +67,25 @@ def write_glb(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     scene = trimesh.Scene()
     for i, part in enumerate(to_trimesh_parts(mesh, pbr=True)):
         scene.add_geometry(part, geom_name=f"part{i}", node_name=f"part{i}")
+    data = scene.export(file_type="glb")
     if extras:
-        scene.metadata["extras"] = json.loads(json.dumps(extras))  # must be plain JSON
-    _atomic_write(path, scene.export(file_type="glb"))
+        data = glb_with_asset_extras(data, extras)
+    _atomic_write(path, data)
+
+
+def glb_with_asset_extras(data: bytes, extras: dict) -> bytes:
+    """Rewrite a GLB's JSON chunk so that `asset.extras` holds `extras` (CONVENTIONS: generation metadata)."""
+    magic, version, _ = struct.unpack_from("<4sII", data, 0)
+    json_length, json_type = struct.unpack_from("<I4s", data, 12)
+    if magic != b"glTF" or json_type != b"JSON":
+        raise ValueError("not a binary glTF")
+    document = json.loads(data[20 : 20 + json_length])
+    document.setdefault("asset", {"version": "2.0"})["extras"] = json.loads(json.dumps(extras))
+    text = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned, JSON padded with spaces
+    rest = data[20 + json_length :]  # the BIN chunk, unchanged
+    body = struct.pack("<I4s", len(text), b"JSON") + text + rest
+    return struct.pack("<4sII", b"glTF", version, 12 + len(body)) + body
 
 
 def write_obj(mesh: Mesh, path: Path, extras: dict | None = None) -> None:

@@ -36,12 +36,9 @@ def load_mesh(path: str | Path, *, max_faces: int = DEFAULT_MAX_FACES) -> Mesh:
     if path.stat().st_size == 0:
         raise InputError("empty", f"{path.name}: the file is empty")
 
-    warnings: list[MeshWarning] = []
-    drop_colors = False
-    if file_type == "obj":
-        scan = scan_obj(path, max_faces=max_faces)
-        warnings += scan.warnings
-        drop_colors = scan.nonfinite_colors
+    scan = scan_obj(path, max_faces=max_faces) if file_type == "obj" else ObjScan()
+    warnings = list(scan.warnings)
+    drop_colors = scan.nonfinite_colors
     try:
         with open(path, "rb") as stream:
             loaded = trimesh.load(
@@ -55,6 +52,10 @@ def load_mesh(path: str | Path, *, max_faces: int = DEFAULT_MAX_FACES) -> Mesh:
     mesh = _from_trimesh(loaded, path.name)
     if drop_colors:
         mesh.colors = None
+    if file_type == "obj" and not scan.names_texture:
+        # trimesh gives UV-mapped OBJs without a texture a 2x2 placeholder image; it is not a texture.
+        for material in mesh.materials:
+            material.texture = None
     mesh.warnings = warnings + mesh.warnings
     validate_geometry(mesh, name=path.name, max_faces=max_faces)
     for w in mesh.warnings:
@@ -68,6 +69,7 @@ class ObjScan:
     def __init__(self) -> None:
         self.warnings: list[MeshWarning] = []
         self.nonfinite_colors = False
+        self.names_texture = False  # an existing .mtl names a diffuse map
 
 
 def scan_obj(path: Path, *, max_faces: int = DEFAULT_MAX_FACES) -> ObjScan:
@@ -118,7 +120,9 @@ def scan_obj(path: Path, *, max_faces: int = DEFAULT_MAX_FACES) -> ObjScan:
             if not mtl.is_file():
                 scan.warnings.append(MeshWarning("material_missing", f"material library '{mtl_name}' not found"))
             else:
-                scan.warnings += _missing_textures(mtl)
+                missing, named = _mtl_textures(mtl)
+                scan.warnings += missing
+                scan.names_texture |= named
     if malformed:
         shown = ", ".join(str(n) for n in malformed[:5])
         message = f"{len(malformed)} face line(s) with < 3 corners skipped (line {shown})"
@@ -128,17 +132,20 @@ def scan_obj(path: Path, *, max_faces: int = DEFAULT_MAX_FACES) -> ObjScan:
     return scan
 
 
-def _missing_textures(mtl: Path) -> list[MeshWarning]:
+def _mtl_textures(mtl: Path) -> tuple[list[MeshWarning], bool]:
+    """Warnings for diffuse maps that a .mtl names but that do not exist, and whether it names any."""
     found = []
+    named = False
     for line in mtl.read_bytes().decode("utf-8", errors="replace").splitlines():
         tokens = line.split(maxsplit=1)
         if len(tokens) == 2 and tokens[0].lower() in ("map_kd", "map_ka"):
+            named = True
             # The file name may contain spaces ("fuze uv.jpg") or follow options ("-s 1 1 1 a.png").
             name = tokens[1].strip()
             candidates = (name, name.split()[-1])
             if not any((mtl.parent / c).is_file() for c in candidates):
                 found.append(MeshWarning("texture_missing", f"texture '{name}' named in {mtl.name} not found"))
-    return found
+    return found, named
 
 
 def _floats(tokens: list[str]) -> list[float] | None:
@@ -169,8 +176,10 @@ def _from_trimesh(loaded: trimesh.Trimesh | trimesh.Scene | trimesh.PointCloud, 
     else:
         parts = []
     if not parts:
-        kind = type(loaded).__name__
-        raise InputError("empty", f"{name}: no triangle geometry in the file ({kind})")
+        points = loaded.vertices if isinstance(loaded, trimesh.PointCloud) else []
+        if len(points):
+            raise InputError("no_faces", f"{name}: {len(points)} vertices but no faces")
+        raise InputError("empty", f"{name}: no geometry in the file")
     return concatenate([_part_to_mesh(geometry, transform) for geometry, transform in parts])
 
 

@@ -206,7 +206,7 @@ def shape_seeds(count: int, seed: int, split: str) -> list[int]:
     """Seeds for `count` shapes starting at `seed`, in the split's disjoint range."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', not {split!r}")
-    if not 0 <= seed and seed + count <= VAL_SEED_OFFSET:
+    if not (0 <= seed and seed + count <= VAL_SEED_OFFSET):
         raise ValueError(f"seed range [{seed}, {seed + count}) must lie in [0, {VAL_SEED_OFFSET})")
     base = VAL_SEED_OFFSET if split == "val" else 0
     return [base + seed + i for i in range(count)]

@@ -9,12 +9,17 @@ from gen3d.geometry.validate import degenerate_faces
 from gen3d.types import Mesh
 
 
+def signed_volume(mesh: Mesh) -> float:
+    """Volume enclosed by a closed mesh by the divergence theorem; positive when faces point outward."""
+    tri = mesh.vertices[mesh.faces]  # (F, 3, 3)
+    return float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
+
+
 def mesh_info(mesh: Mesh) -> dict:
     """A JSON-ready summary: counts, topology, bounds, attributes, area and (closed) volume."""
     topo = topology_stats(mesh)
     bounds = mesh.bounds
-    tri = mesh.vertices[mesh.faces]  # (F, 3, 3)
-    signed_volume = float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
+    volume = signed_volume(mesh)
     return {
         "vertices": mesh.num_vertices,
         "faces": mesh.num_faces,
@@ -28,7 +33,7 @@ def mesh_info(mesh: Mesh) -> dict:
         "bounds": bounds.tolist(),
         "extent": (bounds[1] - bounds[0]).tolist(),
         "area": float(mesh.face_areas().sum()),
-        "volume": abs(signed_volume) if topo.watertight and topo.winding_consistent else None,
+        "volume": abs(volume) if topo.watertight and topo.winding_consistent else None,
         "has_uv": mesh.uvs is not None,
         "has_texture": mesh.has_texture,
         "has_vertex_colors": mesh.colors is not None,
