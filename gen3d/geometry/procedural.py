@@ -121,6 +121,9 @@ def mug(rng: np.random.Generator) -> tuple[trimesh.Trimesh, dict]:
     body = _cup_body(dict(height=p["height"], bottom_radius=p["radius"], top_radius=p["radius"], wall=p["wall"]))
     handle = trimesh.creation.torus(p["handle_size"], p["handle_thickness"], SECTIONS, 16)  # ring in XY plane
     handle.apply_translation([p["radius"], p["height"] / 2, 0.0])
+    # Keep only the part of the ring outside the cup's cavity.
+    cavity = _cylinder_y(p["radius"] - p["wall"] / 2, 2 * p["height"], (0, p["height"], 0))
+    handle = trimesh.boolean.difference([handle, cavity], engine="manifold")
     return _union([body, handle]), p
 
 
