@@ -56,6 +56,9 @@ def load_mesh(path: str | Path, *, max_faces: int = DEFAULT_MAX_FACES) -> Mesh:
         # trimesh gives UV-mapped OBJs without a texture a 2x2 placeholder image; it is not a texture.
         for material in mesh.materials:
             material.texture = None
+    if file_type == "obj" and not scan.has_material_library:
+        # ... and a grey placeholder material to OBJs that name no .mtl: the file says nothing of colour.
+        mesh.materials = [Material() for _ in mesh.materials]
     mesh.warnings = warnings + mesh.warnings
     validate_geometry(mesh, name=path.name, max_faces=max_faces)
     for w in mesh.warnings:
@@ -70,6 +73,7 @@ class ObjScan:
         self.warnings: list[MeshWarning] = []
         self.nonfinite_colors = False
         self.names_texture = False  # an existing .mtl names a diffuse map
+        self.has_material_library = False  # an existing .mtl is referenced
 
 
 def scan_obj(path: Path, *, max_faces: int = DEFAULT_MAX_FACES) -> ObjScan:
@@ -120,6 +124,7 @@ def scan_obj(path: Path, *, max_faces: int = DEFAULT_MAX_FACES) -> ObjScan:
             if not mtl.is_file():
                 scan.warnings.append(MeshWarning("material_missing", f"material library '{mtl_name}' not found"))
             else:
+                scan.has_material_library = True
                 missing, named = _mtl_textures(mtl)
                 scan.warnings += missing
                 scan.names_texture |= named

@@ -1,0 +1,1 @@
+"""Rendering: cameras, rasterizer backends (pure torch by default, GL via moderngl/EGL), shaders."""
