@@ -79,10 +79,21 @@ def antialias(color: torch.Tensor, fragments: Fragments, clip: torch.Tensor, fac
     depth = fragments.depth.detach()
     xs, ys = pixel_centers_ndc(height, width, device=clip.device, dtype=clip.dtype)
     flat_color = color.reshape(batch * height * width, -1)
+    # Only a triangle with a silhouette edge in a view (a boundary edge, or a neighbour facing
+    # the other way) can occlude across a pixel pair: filter pairs on that before any geometry.
+    with torch.no_grad():
+        facing = _facing(clip[:, faces].reshape(-1, 3, 4)).reshape(batch, -1)  # (B, F)
+        neighbor_facing = facing[:, neighbors.clamp(min=0)]  # (B, F, 3)
+        has_silhouette = ((neighbors < 0)[None] | (neighbor_facing != facing[..., None])).any(-1)  # (B, F)
+        has_silhouette = torch.cat([has_silhouette, torch.zeros_like(has_silhouette[:, :1])], dim=1)
+        view_index = torch.arange(batch, device=tri.device).view(-1, 1, 1)
+        occluder_ok = has_silhouette[view_index, torch.where(tri >= 0, tri, has_silhouette.shape[1] - 1)]
     deltas = []
     for d_row, d_col in ((0, 1), (1, 0)):
         p_tri, q_tri = tri[:, : height - d_row, : width - d_col], tri[:, d_row:, d_col:]
-        view, row, col = (p_tri != q_tri).nonzero(as_tuple=True)  # pixel p; q = p + (d_row, d_col)
+        p_ok = occluder_ok[:, : height - d_row, : width - d_col]
+        q_ok = occluder_ok[:, d_row:, d_col:]
+        view, row, col = ((p_tri != q_tri) & (p_ok | q_ok)).nonzero(as_tuple=True)  # p; q = p + (d_row, d_col)
         p_index = (view * height + row) * width + col
         q_index = p_index + d_row * width + d_col
         best = None
@@ -97,11 +108,9 @@ def antialias(color: torch.Tensor, fragments: Fragments, clip: torch.Tensor, fac
             f_x = _edge_values(corners, qx, qy)
             crossing = (f_o >= 0) & (f_x < 0)
             with torch.no_grad():
-                facing = _facing(corners)
                 n = neighbors[t]  # (N, 3)
-                neighbor_corners = clip[view[:, None, None], faces[n.clamp(min=0)]]  # (N, 3, 3, 4)
-                n_facing = _facing(neighbor_corners.reshape(-1, 3, 4)).reshape(-1, 3)
-                silhouette = (n < 0) | (n_facing != facing[:, None])
+                own = facing[view, t]  # (N,)
+                silhouette = (n < 0) | (facing[view[:, None], n.clamp(min=0)] != own[:, None])
             alpha_all = f_o / (f_o - f_x).clamp_min(1e-30)  # (N, 3)
             usable = crossing & silhouette & covered[:, None]
             alpha_masked = torch.where(usable, alpha_all.detach(), torch.full_like(alpha_all, 2.0))

@@ -60,7 +60,8 @@ flat in vec4 g_c0;
 flat in vec4 g_c1;
 flat in vec4 g_c2;
 flat in int g_id;
-out vec4 frag;
+uniform bool u_with_bary;
+layout(location = 0) out vec4 frag;
 void main() {
     vec2 p = gl_FragCoord.xy * 2.0 / u_size - 1.0;  // pixel centre in NDC
     vec3 bary;
@@ -94,7 +95,7 @@ void main() {
     }
     if (z < -1.0 || z > 1.0) discard;
     gl_FragDepth = 0.5 * z + 0.5;
-    frag = vec4(bary.x, bary.y, float(g_id + 1), z);
+    frag = u_with_bary ? vec4(float(g_id + 1), bary.x, bary.y, z) : vec4(float(g_id + 1));
 }
 """
 
@@ -133,9 +134,10 @@ def gl_renderer_name() -> str:
 
 
 @torch.no_grad()
-def rasterize_ids_gl(clip: torch.Tensor, faces: torch.Tensor, height: int, width: int
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W) triangle ids (-1 background) and the shader's (B, H, W, 3) barycentrics, on the CPU."""
+def rasterize_ids_gl(clip: torch.Tensor, faces: torch.Tensor, height: int, width: int,
+                     with_barycentrics: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, H, W) triangle ids (-1 background) on the CPU, and the shader's (B, H, W, 3) barycentrics
+    when asked for (the rasterize() path recomputes them in torch, with gradients)."""
     import moderngl
 
     if faces.shape[0] >= MAX_FACES:
@@ -143,10 +145,12 @@ def rasterize_ids_gl(clip: torch.Tensor, faces: torch.Tensor, height: int, width
     ctx, program = _context()
     faces_np = faces.cpu().numpy().astype(np.int32)
     index_buffer = ctx.buffer(faces_np.tobytes())
-    color = ctx.texture((width, height), 4, dtype="f4")
+    channels = 4 if with_barycentrics else 1
+    color = ctx.texture((width, height), channels, dtype="f4")
     depth = ctx.depth_texture((width, height))
     program["u_pixel"].value = (2.0 / width, 2.0 / height)
     program["u_size"].value = (float(width), float(height))
+    program["u_with_bary"].value = with_barycentrics
     fbo = ctx.framebuffer(color_attachments=[color], depth_attachment=depth)
     ids, barys = [], []
     try:
@@ -160,11 +164,12 @@ def rasterize_ids_gl(clip: torch.Tensor, faces: torch.Tensor, height: int, width
                                    index_element_size=4)
             fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             vao.render(moderngl.TRIANGLES)
-            pixels = np.frombuffer(fbo.read(components=4, dtype="f4"), dtype=np.float32)
-            pixels = pixels.reshape(height, width, 4)[::-1]  # GL rows start at the bottom
-            ids.append(pixels[..., 2].astype(np.int64) - 1)
-            b0, b1 = pixels[..., 0], pixels[..., 1]
-            barys.append(np.stack([b0, b1, 1.0 - b0 - b1], axis=-1) * (pixels[..., 2:3] > 0))
+            pixels = np.frombuffer(fbo.read(components=channels, dtype="f4"), dtype=np.float32)
+            pixels = pixels.reshape(height, width, channels)[::-1]  # GL rows start at the bottom
+            ids.append(pixels[..., 0].astype(np.int64) - 1)
+            if with_barycentrics:
+                b0, b1 = pixels[..., 1], pixels[..., 2]
+                barys.append(np.stack([b0, b1, 1.0 - b0 - b1], axis=-1) * (pixels[..., :1] > 0))
             vao.release()
             position_buffer.release()
     finally:
@@ -172,4 +177,4 @@ def rasterize_ids_gl(clip: torch.Tensor, faces: torch.Tensor, height: int, width
         color.release()
         depth.release()
         index_buffer.release()
-    return torch.from_numpy(np.stack(ids)), torch.from_numpy(np.stack(barys))
+    return torch.from_numpy(np.stack(ids)), torch.from_numpy(np.stack(barys)) if with_barycentrics else None

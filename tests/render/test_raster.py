@@ -154,7 +154,7 @@ def test_gl_agrees_with_torch_on_bunny(load_normalized):
     clip = transform_points(torch.tensor(bunny.vertices, dtype=torch.float32), cams.world_to_clip())
     faces = torch.tensor(bunny.faces)
     torch_frags = rasterize(clip, faces, 256, backend="torch")
-    gl_ids, gl_bary = rasterize_ids_gl(clip, faces, 256, 256)
+    gl_ids, gl_bary = rasterize_ids_gl(clip, faces, 256, 256, with_barycentrics=True)
     covered = (torch_frags.tri_id >= 0) | (gl_ids >= 0)
     assert (torch_frags.tri_id == gl_ids)[covered].float().mean() >= 0.999
     same = (torch_frags.tri_id == gl_ids) & (gl_ids >= 0)
