@@ -1,0 +1,1 @@
+"""The shared diffusion core: schedules, the denoiser contract, samplers."""
