@@ -163,6 +163,9 @@ def sample_dpmpp_multistep(denoiser, x, sigmas, *, cond=None, callback=None, gen
                 d2 = (d1_0 - d1_1) / (r0 + r1)
                 phi_3 = phi_2 / h_eta - 0.5
                 x = x + phi_2 * d1 - phi_3 * d2
+            elif k == 2 and eta == 0:  # DPM-Solver++(2M)'s update, as the paper's 3M warm-up uses
+                r = steps_h[-1] / h
+                x = x - torch.expm1(-h) * (history[-1] - history[-2]) / (2 * r)
             elif k == 2:
                 r = steps_h[-1] / h
                 x = x + phi_2 * (history[-1] - history[-2]) / r
@@ -201,20 +204,36 @@ def sample_dpmpp_sde_2m(denoiser, x, sigmas, *, cond=None, callback=None, genera
 
 
 @torch.no_grad()
-def sample_dpmpp_2s(denoiser, x, sigmas, *, cond=None, callback=None, generator=None):
-    """DPM-Solver++(2S) singlestep (Lu et al. 2022b, Algorithm 1 with r = 1/2): two evaluations a step."""
-    for i in range(_steps(sigmas)):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+def sample_dpmpp_2s(denoiser, x, sigmas, *, cond=None, callback=None, generator=None, intermediate: str = "lambda"):
+    """DPM-Solver++(2S) singlestep (Lu et al. 2022b, Algorithm 1).
+
+    intermediate="lambda": each interval of `sigmas` is one step with its intermediate point
+    halfway in lambda (two evaluations a step). intermediate="grid": every other grid point is the
+    intermediate point of a step spanning two intervals (r from the grid), so the evaluations equal
+    the number of intervals, as diffusers' DPMSolverSinglestepScheduler spends them.
+    """
+    n = _steps(sigmas)
+    i = 0
+    while i < n:
+        sigma = sigmas[i]
         denoised = call(denoiser, x, sigma, cond)
-        if sigma_next == 0:
-            x = denoised
+        use_grid = intermediate == "grid" and i + 2 <= n and sigmas[i + 2] > 0
+        if sigmas[i + 1] == 0:
+            x, last = denoised, i + 1
+        elif intermediate == "grid" and not use_grid:  # a single first-order step
+            x, last = (sigmas[i + 1] / sigma) * x - torch.expm1(-(sigma / sigmas[i + 1]).log()) * denoised, i + 1
         else:
+            last = i + 2 if use_grid else i + 1
+            sigma_next = sigmas[last]
+            sigma_mid = sigmas[i + 1] if use_grid else (sigma * sigma_next).sqrt()
             h = sigma.log() - sigma_next.log()
-            sigma_mid = (sigma * sigma_next).sqrt()  # lambda halfway
-            x_mid = (sigma_mid / sigma) * x - torch.expm1(-h / 2) * denoised
+            r = (sigma.log() - sigma_mid.log()) / h
+            x_mid = (sigma_mid / sigma) * x - torch.expm1(-r * h) * denoised
             denoised_mid = call(denoiser, x_mid, sigma_mid, cond)
-            x = (sigma_next / sigma) * x - torch.expm1(-h) * denoised_mid
-        report(callback, i, x, sigma, sigma_next, denoised)
+            combined = (1 - 1 / (2 * r)) * denoised + 1 / (2 * r) * denoised_mid
+            x = (sigma_next / sigma) * x - torch.expm1(-h) * combined
+        report(callback, i, x, sigma, sigmas[last], denoised)
+        i = last
     return x
 
 
@@ -405,9 +424,10 @@ def sample_deis(denoiser, x, sigmas, *, cond=None, callback=None, generator=None
     """DEIS (Zhang & Chen 2023), exponential-integrator multistep on eps. In VE coordinates
     dx/dsigma = eps, so x' = x + sum_j C_j eps_j with C_j = integral over [sigma, sigma'] of the
     Lagrange basis L_j(t(s)) through the previous nodes, in the time variable t = time_of(sigma):
-    the schedule's time for t-AB (pass schedule.sigma_to_t), sigma itself for rho-AB (default).
+    log sigma by default (log-rho AB, as diffusers' DEIS), sigma itself for rho-AB
+    (time_of=lambda s: s), or the schedule's time for t-AB (time_of=schedule.sigma_to_t).
     Coefficients are integrated by 12-point Gauss-Legendre quadrature."""
-    time_of = time_of or (lambda s: s)
+    time_of = time_of or torch.log
     eps_history: list[torch.Tensor] = []
     nodes: list[float] = []
     for i in range(_steps(sigmas)):

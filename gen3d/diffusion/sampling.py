@@ -25,6 +25,7 @@ SAMPLERS = {
     "dpmpp_2m": (multi.sample_dpmpp_2m, {}),
     "dpmpp_3m": (multi.sample_dpmpp_multistep, {"order": 3}),
     "dpmpp_2s": (multi.sample_dpmpp_2s, {}),
+    "dpmpp_2s_grid": (multi.sample_dpmpp_2s, {"intermediate": "grid"}),
     "dpmpp_sde_2m": (multi.sample_dpmpp_sde_2m, {}),
     "dpmpp_sde_3m": (multi.sample_dpmpp_multistep, {"order": 3, "eta": 1.0}),
     "unipc_bh1": (multi.sample_unipc, {"variant": "bh1"}),
