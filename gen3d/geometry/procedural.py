@@ -127,14 +127,20 @@ def mug(rng: np.random.Generator) -> tuple[trimesh.Trimesh, dict]:
     return _union([body, handle]), p
 
 
+def _top_on_legs(width: float, depth: float, height: float, thickness: float, leg: float) -> list[trimesh.Trimesh]:
+    """A slab whose top is at `height`, on four square legs inset at its corners (tables, seats)."""
+    parts = [_box((width, thickness, depth), (0, height - thickness / 2, 0))]
+    for sx in (-1, 1):
+        for sz in (-1, 1):
+            center = (sx * (width / 2 - leg), (height - thickness) / 2, sz * (depth / 2 - leg))
+            parts.append(_box((leg, height - thickness + 0.01, leg), center))  # overlaps the slab by 0.01
+    return parts
+
+
 def table(rng: np.random.Generator) -> tuple[trimesh.Trimesh, dict]:
     p = dict(width=_u(rng, 0.8, 1.6), depth=_u(rng, 0.5, 1.0), height=_u(rng, 0.5, 1.0),
              top_thickness=_u(rng, 0.03, 0.1), leg_thickness=_u(rng, 0.04, 0.12))
-    w, d, h, t, leg = p["width"], p["depth"], p["height"], p["top_thickness"], p["leg_thickness"]
-    parts = [_box((w, t, d), (0, h - t / 2, 0))]
-    for sx in (-1, 1):
-        for sz in (-1, 1):
-            parts.append(_box((leg, h - t + 0.01, leg), (sx * (w / 2 - leg), (h - t) / 2, sz * (d / 2 - leg))))
+    parts = _top_on_legs(p["width"], p["depth"], p["height"], p["top_thickness"], p["leg_thickness"])
     return _union(parts), p
 
 
@@ -143,10 +149,7 @@ def chair(rng: np.random.Generator) -> tuple[trimesh.Trimesh, dict]:
     p = dict(seat_width=_u(rng, 0.4, 0.6), seat_height=_u(rng, 0.35, 0.55), back_height=_u(rng, 0.3, 0.6),
              leg_thickness=_u(rng, 0.03, 0.07), seat_thickness=_u(rng, 0.03, 0.08))
     w, sh, bh, leg, st = p["seat_width"], p["seat_height"], p["back_height"], p["leg_thickness"], p["seat_thickness"]
-    parts = [_box((w, st, w), (0, sh - st / 2, 0))]
-    for sx in (-1, 1):
-        for sz in (-1, 1):
-            parts.append(_box((leg, sh - st + 0.01, leg), (sx * (w / 2 - leg), (sh - st) / 2, sz * (w / 2 - leg))))
+    parts = _top_on_legs(w, w, sh, st, leg)
     parts.append(_box((w, bh + 0.01, st), (0, sh + bh / 2 - 0.005, -w / 2 + st / 2)))
     return _union(parts), p
 
