@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from gen3d.diffusion.sampling import sample  # noqa: E402
 from gen3d.diffusion.schedules import DiscreteVP, karras_sigmas, logsnr_sigmas  # noqa: E402
+from gen3d.diffusion.search import search_schedule  # noqa: E402
 from tests.diffusion_oracles import GaussianMixture  # noqa: E402
 
 NFES = (5, 6, 8, 10, 15, 20)
@@ -146,7 +147,8 @@ def pick_best(results: dict) -> str:
     return min(results, key=lambda k: np.mean([np.log(max(r["rmse"], 1e-300)) for r in results[k].values()]))
 
 
-def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool) -> list[dict]:
+def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool, search: bool = True
+          ) -> list[dict]:
     spec = SCHEDULES[schedule_name]
     schedule = DiscreteVP.make(spec[0], beta_start=spec[1], beta_end=spec[2])
     gmm = GaussianMixture.random(d=16, k=6, seed=gmm_seed, spread=100.0)
@@ -181,6 +183,25 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
                 row.update(peer=f"{PAIRS[name][0]}({json.dumps(PAIRS[name][1][peer_best], sort_keys=True)})",
                            peer_rmse=peer["rmse"], peer_median=peer["median"], peer_flips=peer["flips"])
             rows.append(row)
+    if search:
+        rows += searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed)
+    return rows
+
+
+def searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed) -> list[dict]:
+    """A schedule searched per NFE on 256 calibration draws disjoint from the evaluation draws
+    (x_T seed + 1000), scored on the evaluation draws."""
+    calib_z = torch.randn(256, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 1000))
+    calib = calib_z * (1 + schedule.sigma_max**2) ** 0.5
+    calib_ref = gmm.reference_endpoint(calib, schedule.sigma_max, 1e-3)
+    rows = []
+    for nfe in NFES:
+        found = search_schedule(gmm.denoiser, calib, calib_ref, nfe, schedule.sigma_max, schedule.sigma_min,
+                                iterations=300, objective="rmse")
+        scores = score(found.run(gmm.denoiser, x_T.clone()), reference, gmm, ref_components)
+        rows.append({"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed,
+                     "sampler": f"searched[{found.sampler}{found.options or ''}]", "spacing": "searched", "nfe": nfe,
+                     **scores, "peer": None, "peer_rmse": None, "peer_median": None, "peer_flips": None})
     return rows
 
 
@@ -211,11 +232,12 @@ def main() -> None:
     parser.add_argument("--xt-seed", type=int, default=1)
     parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES))
     parser.add_argument("--no-peer", action="store_true", help="skip diffusers")
+    parser.add_argument("--no-search", action="store_true", help="skip the searched schedules")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     for schedule_name in args.schedules:
-        rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer)
+        rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search)
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
