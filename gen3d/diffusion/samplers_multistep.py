@@ -295,16 +295,17 @@ def _unipc_update(x, models, lambdas, lam_t, sigma_t, variant, k, model_t=None):
         rk = (lambdas[-(j + 1)] - lam0) / h
         rks.append(rk)
         d1s.append((models[-(j + 1)] - m0) / rk)
-    rks.append(torch.ones((), dtype=h.dtype))
+    rks.append(torch.ones((), dtype=h.dtype, device=h.device))
     order = len(rks)
     rows, b, h_phi_1, b_h = _unipc_coefficients(torch.stack(rks), hh, variant, order)
     x_t = (sigma_t / sigma0) * x - h_phi_1 * m0
+    half = torch.tensor([0.5], dtype=h.dtype, device=h.device)
     if model_t is None:  # predictor UniP
         if d1s:
-            rhos = torch.tensor([0.5], dtype=h.dtype) if order == 2 else torch.linalg.solve(rows[:-1, :-1], b[:-1])
+            rhos = half if order == 2 else torch.linalg.solve(rows[:-1, :-1], b[:-1])
             x_t = x_t - b_h * sum(r * d for r, d in zip(rhos, d1s))
         return x_t
-    rhos = torch.tensor([0.5], dtype=h.dtype) if order == 1 else torch.linalg.solve(rows, b)
+    rhos = half if order == 1 else torch.linalg.solve(rows, b)
     correction = sum(r * d for r, d in zip(rhos[:-1], d1s)) if d1s else 0
     return x_t - b_h * (correction + rhos[-1] * (model_t - m0))
 

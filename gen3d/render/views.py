@@ -35,21 +35,23 @@ class RenderedViews:
 def _albedo(mesh: Mesh, fragments, faces: torch.Tensor, texture: np.ndarray | None, dtype) -> torch.Tensor:
     """(B, H, W, 3) base colour: material factor x texture (when UV-mapped) x vertex colour."""
     tri = fragments.tri_id
+    device = tri.device
     material_ids = torch.as_tensor(mesh.face_materials if mesh.face_materials is not None
-                                   else np.zeros(mesh.num_faces, np.int32)).long()
+                                   else np.zeros(mesh.num_faces, np.int32), device=device).long()
     pixel_material = material_ids[tri.clamp(min=0)]  # (B, H, W)
-    albedo = torch.ones(*tri.shape, 3, dtype=dtype)
-    uv = interpolate(torch.as_tensor(mesh.uvs, dtype=dtype), fragments, faces) if mesh.uvs is not None else None
+    albedo = torch.ones(*tri.shape, 3, dtype=dtype, device=device)
+    uv = interpolate(torch.as_tensor(mesh.uvs, dtype=dtype, device=device), fragments, faces) \
+        if mesh.uvs is not None else None
     for index, material in enumerate(mesh.materials or []):
         selected = (pixel_material == index).unsqueeze(-1)
-        color = torch.as_tensor(material.base_color[:3], dtype=dtype).expand_as(albedo)
+        color = torch.as_tensor(material.base_color[:3], dtype=dtype, device=device).expand_as(albedo)
         image = material.texture if material.texture is not None else texture
         if uv is not None and image is not None:
-            tex = torch.tensor(np.array(image)[..., :3], dtype=dtype) / 255.0
+            tex = torch.tensor(np.array(image)[..., :3], dtype=dtype, device=device) / 255.0
             color = color * sample_texture(tex, uv)
         albedo = torch.where(selected, color, albedo)
     if mesh.colors is not None:
-        albedo = albedo * interpolate(torch.as_tensor(mesh.colors[:, :3], dtype=dtype), fragments, faces)
+        albedo = albedo * interpolate(torch.as_tensor(mesh.colors[:, :3], dtype=dtype, device=device), fragments, faces)
     return albedo
 
 
@@ -59,20 +61,20 @@ def render_mesh(mesh: Mesh, cameras: Cameras, *, backend: str = "auto", texture:
 
     `texture` is a diffuse map (H, W, 3|4 uint8) for a UV-mapped mesh whose material names none.
     """
-    dtype = cameras.c2w.dtype
-    vertices = torch.as_tensor(mesh.vertices, dtype=dtype)
-    faces = torch.as_tensor(mesh.faces, dtype=torch.int64)
+    dtype, device = cameras.c2w.dtype, cameras.device
+    vertices = torch.as_tensor(mesh.vertices, dtype=dtype, device=device)
+    faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=device)
     clip = transform_points(vertices, cameras.world_to_clip())  # (B, V, 4)
     fragments = rasterize(clip, faces, (cameras.height, cameras.width), backend=backend)
     if mesh.normals is not None:
-        normals = torch.as_tensor(mesh.normals, dtype=dtype)
+        normals = torch.as_tensor(mesh.normals, dtype=dtype, device=device)
     else:
         normals = vertex_normals(vertices, faces)
     normal = world_normals(normals, fragments, faces, cameras, vertices)
     covered = mask(fragments)
     # Headlight raised above the camera, so that tops read brighter than sides.
     eye = cameras.eye().to(dtype)
-    light = eye / eye.norm(dim=-1, keepdim=True) + torch.tensor([0.0, 0.6, 0.0], dtype=dtype)
+    light = eye / eye.norm(dim=-1, keepdim=True) + torch.tensor([0.0, 0.6, 0.0], dtype=dtype, device=device)
     rgb = lambert(normal, _albedo(mesh, fragments, faces, texture, dtype), light, ambient) * covered
     neighbors = edge_neighbors(faces)
     rgb_mask = antialias(torch.cat([rgb, covered], dim=-1), fragments, clip, faces, neighbors)
