@@ -21,6 +21,16 @@ INPUT_REASONS = (
 )
 
 
+# Warning codes: the input loaded (or the operation finished) despite the defect.
+WARNING_CODES = (
+    "malformed_face_skipped",  # an OBJ face line with fewer than three corners
+    "nonfinite_colors_dropped",  # NaN/inf vertex colours: all colours dropped
+    "material_missing",  # the .mtl an OBJ names does not exist
+    "texture_missing",  # a texture a .mtl names does not exist
+    "texture_dropped",  # an operation (decimation) could not keep the UV texture
+)
+
+
 class InputError(ValueError):
     """Bad input from the user: exit code 2 with `reason` (a CONVENTIONS code) and a one-line message."""
 

@@ -132,3 +132,10 @@ def test_console_script_version():
     """The installed entry point runs in a fresh interpreter."""
     result = subprocess.run([sys.executable, "-m", "gen3d.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("gen3d ")
+
+
+def test_every_emitted_warning_code_is_declared(shared_meshes):
+    from gen3d.errors import WARNING_CODES
+
+    codes = {w.code for name in VALID for w in load_mesh(shared_meshes / name).warnings}
+    assert codes and codes <= set(WARNING_CODES)
