@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import trimesh
 from PIL import Image
 
 from gen3d.types import Material, Mesh
+from gen3d.utils.files import atomic_write
 
 
 def _visual(part: Mesh, material: Material, pbr: bool) -> trimesh.visual.base.Visuals | None:
@@ -56,12 +56,6 @@ def to_trimesh_parts(mesh: Mesh, pbr: bool = True) -> list[trimesh.Trimesh]:
     return parts
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def write_glb(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Binary glTF; several materials become several primitives. `extras` goes to asset.extras."""
     scene = trimesh.Scene()
@@ -70,7 +64,7 @@ def write_glb(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     data = scene.export(file_type="glb")
     if extras:
         data = glb_with_asset_extras(data, extras)
-    _atomic_write(path, data)
+    atomic_write(path, data)
 
 
 def glb_with_asset_extras(data: bytes, extras: dict) -> bytes:
@@ -106,8 +100,8 @@ def write_obj(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
             for old, new in renames.items():
                 mtl_text = mtl_text.replace(f" {old}", f" {new}")
             data = mtl_text.encode("utf-8")
-        _atomic_write(path.parent / renames.get(name, name), data)
-    _atomic_write(path, text.encode("utf-8"))
+        atomic_write(path.parent / renames.get(name, name), data)
+    atomic_write(path, text.encode("utf-8"))
 
 
 def write_ply(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
@@ -116,13 +110,13 @@ def write_ply(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     combined = parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
     if mesh.colors is None:
         combined.visual = trimesh.visual.ColorVisuals()
-    _atomic_write(path, trimesh.exchange.ply.export_ply(combined, encoding="binary"))
+    atomic_write(path, trimesh.exchange.ply.export_ply(combined, encoding="binary"))
 
 
 def write_stl(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Binary STL (geometry only)."""
     plain = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
-    _atomic_write(path, trimesh.exchange.stl.export_stl(plain))
+    atomic_write(path, trimesh.exchange.stl.export_stl(plain))
 
 
 # Extension -> writer (a plain dict, per CONVENTIONS "Choices by name").

@@ -16,6 +16,7 @@ import trimesh
 
 from gen3d.geometry.transform import normalize
 from gen3d.types import Mesh
+from gen3d.utils.files import atomic_write
 
 VAL_SEED_OFFSET = 1_000_000  # val seeds are VAL_SEED_OFFSET + i, train seeds are i < VAL_SEED_OFFSET
 SECTIONS = 48
@@ -243,8 +244,5 @@ def write_procedural(
         name = f"{family}_{shape_seed:07d}.{file_format}"
         save_mesh(mesh, out_dir / name)
         rows.append(dict(file=name, family=family, seed=shape_seed, split=split, params=params))
-    index = out_dir / "shapes.jsonl"
-    tmp = index.with_name(index.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(index)
+    atomic_write(out_dir / "shapes.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8"))
     return rows

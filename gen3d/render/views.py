@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from gen3d.render.cameras import Cameras, transform_points
 from gen3d.render.raster import interpolate, rasterize
 from gen3d.render.shading import lambert, mask, sample_texture, vertex_normals, view_depth, world_normals
 from gen3d.types import Mesh
+from gen3d.utils.files import atomic_write
 
 CAMERAS_FILE = "cameras.json"
 MAX_DEPTH_SCALE = 10_000.0  # 16-bit depth PNG: depth = value / scale, 0.1 mm steps when far <= 6.5
@@ -86,19 +86,12 @@ def render_mesh(mesh: Mesh, cameras: Cameras, *, backend: str = "auto", texture:
     )
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as stream:
-        write(stream)
-    tmp.replace(path)
-
-
 def _write_png16(path: Path, array: np.ndarray) -> None:
     """16-bit PNG of a (H, W) or (H, W, 3) uint16 array (pypng: Pillow cannot write 16-bit RGB)."""
     height, width = array.shape[:2]
     channels = 1 if array.ndim == 2 else array.shape[2]
     writer = png.Writer(width, height, greyscale=channels == 1, bitdepth=16)
-    _atomic(path, lambda s: writer.write(s, array.reshape(height, width * channels)))
+    atomic_write(path, lambda s: writer.write(s, array.reshape(height, width * channels)))
 
 
 def _read_png16(path: Path) -> np.ndarray:
@@ -121,13 +114,13 @@ def write_views(views: RenderedViews, cameras: Cameras, out_dir: str | Path, ext
     records = []
     for i in range(len(cameras)):
         rgb = (views.rgb[i].detach().cpu().numpy() * 255).round().astype(np.uint8)
-        _atomic(out / f"{i:03d}_rgb.png", lambda s, a=rgb: Image.fromarray(a).save(s, format="PNG"))
+        atomic_write(out / f"{i:03d}_rgb.png", lambda s, a=rgb: Image.fromarray(a).save(s, format="PNG"))
         normal = ((views.normal[i].detach().cpu().numpy() + 1) / 2 * 65535).round().clip(0, 65535).astype(np.uint16)
         _write_png16(out / f"{i:03d}_normal.png", normal)
         depth = (views.depth[i].detach().cpu().numpy() * scale).round().clip(0, 65535).astype(np.uint16)
         _write_png16(out / f"{i:03d}_depth.png", depth)
         coverage = (views.mask[i].detach().cpu().numpy() * 255).round().astype(np.uint8)
-        _atomic(out / f"{i:03d}_mask.png", lambda s, a=coverage: Image.fromarray(a).save(s, format="PNG"))
+        atomic_write(out / f"{i:03d}_mask.png", lambda s, a=coverage: Image.fromarray(a).save(s, format="PNG"))
         record = {
             "index": i,
             "c2w": cameras.c2w[i].double().tolist(),
@@ -147,7 +140,7 @@ def write_views(views: RenderedViews, cameras: Cameras, out_dir: str | Path, ext
         "views": records,
     }
     text = json.dumps(document, indent=1).encode("utf-8")
-    _atomic(out / CAMERAS_FILE, lambda s: s.write(text))
+    atomic_write(out / CAMERAS_FILE, text)
     return out
 
 

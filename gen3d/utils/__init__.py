@@ -1,1 +1,1 @@
-"""Small shared helpers (image files)."""
+"""Small shared helpers: image reading with reason codes, atomic file writes."""
