@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from gen3d.render.cameras import pixel_centers_ndc
-from gen3d.render.raster import Fragments
+from gen3d.render.raster import Fragments, edge_functions
 
 
 def edge_neighbors(faces: torch.Tensor) -> torch.Tensor:
@@ -44,22 +44,10 @@ def edge_neighbors(faces: torch.Tensor) -> torch.Tensor:
 def _edge_values(corners: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     """(N, 3) oriented edge functions of points (px, py) for triangles (N, 3, 4): >= 0 inside.
 
-    Screen-space sub-triangle areas for triangles in front of the camera, homogeneous edge
-    functions otherwise; affine in (px, py) either way, so zero crossings interpolate exactly.
+    Affine in (px, py), so zero crossings between two pixel centres interpolate exactly.
     """
-    x, y, w = corners[..., 0], corners[..., 1], corners[..., 3]
-    in_front = (w > 0).all(-1, keepdim=True)
-    safe_w = torch.where(w > 0, w, torch.ones_like(w))
-    nx, ny = x / safe_w, y / safe_w
-    dx, dy = nx - px[:, None], ny - py[:, None]
-    j, k = [1, 2, 0], [2, 0, 1]
-    screen = dx[:, j] * dy[:, k] - dy[:, j] * dx[:, k]  # (N, 3)
-    area = (nx[:, 1] - nx[:, 0]) * (ny[:, 2] - ny[:, 0]) - (ny[:, 1] - ny[:, 0]) * (nx[:, 2] - nx[:, 0])
-    v = torch.stack([x, y, w], dim=-1)  # (N, 3, 3)
-    e = torch.linalg.cross(v[:, j], v[:, k])  # (N, 3, 3)
-    det = (v[:, 0] * e[:, 0]).sum(-1)
-    homogeneous = e[..., 0] * px[:, None] + e[..., 1] * py[:, None] + e[..., 2]
-    return torch.where(in_front, screen * torch.sign(area)[:, None], homogeneous * torch.sign(det)[:, None])
+    values, _, orientation = edge_functions(corners, px, py)
+    return values * orientation
 
 
 def _facing(corners: torch.Tensor) -> torch.Tensor:

@@ -217,27 +217,43 @@ def barycentrics(clip: torch.Tensor, faces: torch.Tensor, tri_id: torch.Tensor) 
     return dense_bary, dense_depth
 
 
-def perspective_barycentrics(corners: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """(N, 3) perspective-correct barycentrics of NDC points (px, py) in triangles with clip corners (N, 3, 4).
+def edge_functions(corners: torch.Tensor, px: torch.Tensor, py: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Edge functions of NDC points (px, py) (N,) for triangles with clip corners (N, 3, 4).
 
-    For triangles in front of the camera (the usual case) this uses screen-space sub-triangle
-    areas of the differences n_i - p, which stay accurate for triangles a pixel wide (the
-    homogeneous edge functions cancel badly there), then divides by w: b_i ~ area_i / w_i.
-    Triangles crossing the camera plane use the homogeneous form b ~ (v_{i+1} x v_{i+2}) . p.
+    Returns (values (N, 3), in_front (N, 1), orientation (N, 1)). For triangles in front of the
+    camera (the usual case) values are twice the screen areas of the sub-triangles spanned by the
+    differences n_i - p, which stay accurate for triangles a pixel wide; for triangles crossing
+    the camera plane they are the homogeneous e_i . p with e_i = v_{i+1} x v_{i+2} (the
+    homogeneous form cancels badly for small triangles, so it is used only where needed).
+    Either way they are affine in p, and values * orientation >= 0 inside the triangle.
     """
     x, y, w = corners[..., 0], corners[..., 1], corners[..., 3]  # (N, 3) each
     in_front = (w > 0).all(-1, keepdim=True)  # (N, 1)
     safe_w = torch.where(w > 0, w, torch.ones_like(w))
-    dx, dy = x / safe_w - px[:, None], y / safe_w - py[:, None]  # (N, 3): n_i - p
-    area = torch.stack([
-        dx[:, 1] * dy[:, 2] - dy[:, 1] * dx[:, 2],
-        dx[:, 2] * dy[:, 0] - dy[:, 2] * dx[:, 0],
-        dx[:, 0] * dy[:, 1] - dy[:, 0] * dx[:, 1],
-    ], dim=-1)  # (N, 3), twice the signed sub-triangle areas
-    screen = area / safe_w
+    nx, ny = x / safe_w, y / safe_w
+    dx, dy = nx - px[:, None], ny - py[:, None]  # (N, 3): n_i - p
+    j, k = [1, 2, 0], [2, 0, 1]
+    screen = dx[:, j] * dy[:, k] - dy[:, j] * dx[:, k]  # (N, 3)
+    area = (nx[:, 1] - nx[:, 0]) * (ny[:, 2] - ny[:, 0]) - (ny[:, 1] - ny[:, 0]) * (nx[:, 2] - nx[:, 0])
+    homogeneous_corners = torch.stack([x, y, w], dim=-1)  # (N, 3, 3)
+    edges = _edge_coefficients(homogeneous_corners)  # (N, 3, 3)
     p = torch.stack([px, py, torch.ones_like(px)], dim=-1)  # (N, 3)
-    homogeneous = (_edge_coefficients(torch.stack([x, y, w], dim=-1)) * p[:, None, :]).sum(-1)  # (N, 3)
-    unnormalized = torch.where(in_front, screen, homogeneous)
+    homogeneous = (edges * p[:, None, :]).sum(-1)  # (N, 3)
+    det = (homogeneous_corners[:, 0] * edges[:, 0]).sum(-1)  # (N,)
+    values = torch.where(in_front, screen, homogeneous)
+    orientation = torch.where(in_front, torch.sign(area)[:, None], torch.sign(det)[:, None])
+    return values, in_front, orientation
+
+
+def perspective_barycentrics(corners: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """(N, 3) perspective-correct barycentrics of NDC points (px, py) in triangles with clip corners (N, 3, 4).
+
+    From `edge_functions`: b_i ~ area_i / w_i in front of the camera, b ~ e_i . p otherwise.
+    """
+    values, in_front, _ = edge_functions(corners, px, py)
+    w = corners[..., 3]
+    unnormalized = torch.where(in_front, values / torch.where(w > 0, w, torch.ones_like(w)), values)
     return unnormalized / unnormalized.sum(-1, keepdim=True)
 
 
