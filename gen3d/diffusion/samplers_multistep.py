@@ -112,34 +112,10 @@ def _dpm_multistep(x, sigma_next, h, history, k):
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(denoiser, x, sigmas, *, cond=None, callback=None, generator=None):
-    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2) in VE form."""
-    old = None
-    h_last = None
-    for i in range(_steps(sigmas)):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = call(denoiser, x, sigma, cond)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            h = sigma.log() - sigma_next.log()
-            if old is None:
-                d = denoised
-            else:
-                r = h_last / h
-                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
-            x = (sigma_next / sigma) * x - torch.expm1(-h) * d
-            h_last = h
-        old = denoised
-        report(callback, i, x, sigma, sigma_next, denoised)
-    return x
-
-
-@torch.no_grad()
 def sample_dpmpp_multistep(denoiser, x, sigmas, *, cond=None, callback=None, generator=None, order: int = 3,
                            eta: float = 0.0, lower_order_final: bool = True, noises=None):
-    """DPM-Solver++ multistep of order 1-3 (3M), deterministic (eta = 0) or the SDE variant
-    (eta > 0, Lu et al. 2022b sec. 5 / k-diffusion's dpmpp_3m_sde), phi-function form."""
+    """DPM-Solver++ multistep of order 1-3 (Lu et al. 2022b): 2M (Algorithm 2) and 3M, deterministic
+    (eta = 0) or the SDE variant (eta > 0, k-diffusion's dpmpp_3m_sde), in VE form."""
     history: list[torch.Tensor] = []
     steps_h: list[torch.Tensor] = []
     n = _steps(sigmas)

@@ -22,7 +22,7 @@ SAMPLERS = {
     "dpm_solver_2m": (multi.sample_dpm_solver, {"order": 2, "method": "multistep"}),
     "dpm_solver_3m": (multi.sample_dpm_solver, {"order": 3, "method": "multistep"}),
     "dpmpp_1": (multi.sample_dpmpp_multistep, {"order": 1}),
-    "dpmpp_2m": (multi.sample_dpmpp_2m, {}),
+    "dpmpp_2m": (multi.sample_dpmpp_multistep, {"order": 2}),
     "dpmpp_3m": (multi.sample_dpmpp_multistep, {"order": 3}),
     "dpmpp_2s": (multi.sample_dpmpp_2s, {}),
     "dpmpp_2s_grid": (multi.sample_dpmpp_2s, {"intermediate": "grid"}),
@@ -63,7 +63,5 @@ def num_evaluations(name: str, num_steps: int) -> int:
     if name == "pndm":
         warmup = min(3, num_steps - 1)
         return 4 * warmup + (num_steps - warmup)
-    if name in ("heun", "rf_heun"):
-        return 2 * (num_steps - 1) + 1
     per = EVALS_PER_STEP.get(name, 1)
     return per * (num_steps - 1) + 1
