@@ -56,6 +56,12 @@ def to_trimesh_parts(mesh: Mesh, pbr: bool = True) -> list[trimesh.Trimesh]:
     return parts
 
 
+def _single_trimesh(mesh: Mesh) -> trimesh.Trimesh:
+    """One trimesh for formats without separate primitives (trimesh packs several textures into one)."""
+    parts = to_trimesh_parts(mesh, pbr=False)
+    return parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
+
+
 def write_glb(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Binary glTF; several materials become several primitives. `extras` goes to asset.extras."""
     scene = trimesh.Scene()
@@ -84,8 +90,7 @@ def glb_with_asset_extras(data: bytes, extras: dict) -> bytes:
 
 def write_obj(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Wavefront OBJ with a sibling .mtl and texture PNGs when the mesh has materials."""
-    parts = to_trimesh_parts(mesh, pbr=False)
-    combined = parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
+    combined = _single_trimesh(mesh)
     mtl_name = path.stem + ".mtl"
     text, files = trimesh.exchange.obj.export_obj(
         combined, include_normals=mesh.normals is not None, include_color=mesh.colors is not None,
@@ -106,8 +111,7 @@ def write_obj(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
 
 def write_ply(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Binary PLY with vertex colours when present."""
-    parts = to_trimesh_parts(mesh, pbr=False)
-    combined = parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
+    combined = _single_trimesh(mesh)
     if mesh.colors is None:
         combined.visual = trimesh.visual.ColorVisuals()
     atomic_write(path, trimesh.exchange.ply.export_ply(combined, encoding="binary"))
