@@ -38,31 +38,41 @@ def _within(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def test_import_direction():
+def _violations(module: str, imported_names: set[str]) -> list[str]:
+    """The DESIGN.md import rules broken by `module` importing `imported_names`."""
     violations = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        module = _module_name(path)
-        for imported in _imports(path):
-            if imported.startswith(("tools", "blender_addon", "tests")):
-                violations.append(f"{module} imports {imported} (gen3d/ never imports tools/tests/add-on)")
-            if any(_within(module, c) for c in CORE) and any(_within(imported, a) for a in ABOVE_CORE):
-                violations.append(f"{module} (core) imports {imported}")
-            if _within(module, "gen3d.stages"):
-                own_stage = ".".join(module.split(".")[:3])
-                other_stage = _within(imported, "gen3d.stages") and not _within(imported, own_stage)
-                if other_stage and imported != "gen3d.stages":
-                    violations.append(f"{module} imports another stage: {imported}")
-            lower = imported.startswith("gen3d.") and not _within(imported, "gen3d.errors")
-            if _within(module, "gen3d.types") and lower:
-                violations.append(f"{module} imports {imported} (types sit at the bottom)")
+    for imported in sorted(imported_names):
+        if imported.startswith(("tools", "blender_addon", "tests")):
+            violations.append(f"{module} imports {imported} (gen3d/ never imports tools/tests/add-on)")
+        if any(_within(module, c) for c in CORE) and any(_within(imported, a) for a in ABOVE_CORE):
+            violations.append(f"{module} (core) imports {imported}")
+        if _within(module, "gen3d.stages"):
+            own_stage = ".".join(module.split(".")[:3])
+            other_stage = _within(imported, "gen3d.stages") and not _within(imported, own_stage)
+            if other_stage and imported != "gen3d.stages":
+                violations.append(f"{module} imports another stage: {imported}")
+        lower = imported.startswith("gen3d.") and not _within(imported, "gen3d.errors")
+        if _within(module, "gen3d.types") and lower:
+            violations.append(f"{module} imports {imported} (types sit at the bottom)")
+    return violations
+
+
+def test_import_direction():
+    violations = [v for path in sorted(PACKAGE.rglob("*.py")) for v in _violations(_module_name(path), _imports(path))]
     assert not violations, "\n".join(violations)
 
 
-def test_import_direction_check_catches_a_violation(tmp_path):
-    """The checker itself can fail: a stage importing a sibling stage is reported."""
+def test_import_direction_check_catches_violations(tmp_path):
+    """The checker itself can fail: each rule reports a module that breaks it, and spares one that does not."""
     bad = tmp_path / "x.py"
-    bad.write_text("from gen3d.stages.texture import bake\nimport gen3d.cli\n")
-    assert "gen3d.stages.texture" in _imports(bad) and "gen3d.cli" in _imports(bad)
+    bad.write_text("from gen3d.stages.texture import bake\nimport gen3d.cli\nimport tools.bench\n")
+    found = _violations("gen3d.stages.fusion.remesh", _imports(bad))
+    assert any("another stage: gen3d.stages.texture" in v for v in found)
+    assert any("imports tools" in v for v in found)
+    assert _violations("gen3d.geometry.io", {"gen3d.pipelines.image_to_3d"}) == [
+        "gen3d.geometry.io (core) imports gen3d.pipelines.image_to_3d"]
+    assert _violations("gen3d.types", {"gen3d.geometry"}) and not _violations("gen3d.types", {"gen3d.errors"})
+    assert not _violations("gen3d.stages.fusion.remesh", {"gen3d.stages.fusion.mesh", "gen3d.render.raster"})
 
 
 def test_ruff_lint():
