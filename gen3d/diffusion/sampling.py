@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from gen3d.diffusion import dpm_solver_v3 as v3
 from gen3d.diffusion import samplers_basic as basic
 from gen3d.diffusion import samplers_multistep as multi
 
@@ -39,6 +40,7 @@ SAMPLERS = {
     "deis_3": (multi.sample_deis, {"order": 3}),
     "heavy_ball": (multi.sample_heavy_ball, {}),
     "ghvb": (multi.sample_ghvb, {}),
+    "dpm_solver_v3": (v3.sample_dpm_solver_v3, {}),  # needs statistics=ModelStatistics
 }
 
 # Evaluations per step, for budgeting NFE (the final step to sigma = 0 always costs one).

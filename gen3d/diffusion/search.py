@@ -10,7 +10,7 @@ batch. The result is saved as safetensors (the sigmas) plus JSON (sampler, optio
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from scipy.optimize import minimize
 
+from gen3d.diffusion.dpm_solver_v3 import ModelStatistics
 from gen3d.diffusion.sampling import get_sampler, sample
 from gen3d.diffusion.schedules import karras_sigmas, logsnr_sigmas
 
@@ -42,17 +43,26 @@ class SearchedSchedule:
         return sample(self.sampler, denoiser, x, self.sigmas.to(x.dtype), **self.options, **kwargs)
 
     def save(self, path: str | Path) -> None:
-        """Write `<path>.safetensors` (the sigmas) and `<path>.json` (everything else)."""
+        """Write `<path>.safetensors` (the sigmas) and `<path>.json` (everything else); DPM-Solver-v3
+        statistics in the options go to `<path>_statistics.safetensors/.json`."""
         path = Path(path)
         save_file({"sigmas": self.sigmas.double().contiguous()}, str(path.with_suffix(".safetensors")))
-        meta = asdict(self)
+        options = dict(self.options)
+        statistics = options.pop("statistics", None)
+        meta = {**asdict(replace(self, options={})), "options": options}
         meta.pop("sigmas")
+        if statistics is not None:
+            statistics.save(path.with_name(path.name + "_statistics"))
+            meta["statistics_file"] = path.name + "_statistics"
         path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> SearchedSchedule:
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
+        statistics_file = meta.pop("statistics_file", None)
+        if statistics_file is not None:
+            meta["options"]["statistics"] = ModelStatistics.load(path.with_name(statistics_file))
         return cls(sigmas=load_file(str(path.with_suffix(".safetensors")))["sigmas"], **meta)
 
 
@@ -107,7 +117,8 @@ def search_schedule(denoiser, x_T: torch.Tensor, reference: torch.Tensor, nfe: i
                               _free_from(start, sigma_max, floor), method="Nelder-Mead",
                               options={"maxfev": iterations, "xatol": 1e-4, "fatol": 1e-7})
             sigmas = _sigmas_from(result.x, sigma_max, floor)
-            history.append({"sampler": name, "options": options, "error": float(result.fun)})
+            described = {k: v for k, v in options.items() if k != "statistics"}  # JSON-safe
+            history.append({"sampler": name, "options": described, "error": float(result.fun)})
             if best is None or result.fun < best.calibration_error:
                 best = SearchedSchedule(name, dict(options), sigmas, nfe, float(result.fun), start_error)
     best.history = history

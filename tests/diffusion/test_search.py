@@ -38,3 +38,22 @@ def test_reference_by_sampler_converges():
     x = torch.randn(16, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 10
     exact = gmm.reference_endpoint(x, 10.0, 0.01)
     assert (reference_by_sampler(gmm.denoiser, x, 10.0, 0.01, steps=200) - exact).abs().max() < 1e-5
+
+
+def test_search_with_dpm_solver_v3_statistics_round_trips(tmp_path):
+    """A searched DPM-Solver-v3 schedule saves its statistics next to it and reloads to the same result."""
+    from gen3d.diffusion.dpm_solver_v3 import compute_statistics
+
+    gmm = GaussianMixture.random(d=8, k=3, seed=2)
+    sigma_max, sigma_min = 20.0, 0.02
+    calib = torch.randn(32, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(100)) * sigma_max
+    stats = compute_statistics(gmm.denoiser, calib, sigma_max, sigma_min, points=60)
+    reference = gmm.reference_endpoint(calib, sigma_max, sigma_min)
+    result = search_schedule(gmm.denoiser, calib, reference, nfe=5, sigma_max=sigma_max, sigma_min=sigma_min,
+                             candidates=(("dpm_solver_v3", {"statistics": stats}),), iterations=40)
+    assert result.calibration_error <= result.start_error
+    result.save(tmp_path / "v3")
+    loaded = SearchedSchedule.load(tmp_path / "v3")
+    assert (tmp_path / "v3_statistics.safetensors").exists()
+    torch.testing.assert_close(loaded.run(gmm.denoiser, calib.clone()), result.run(gmm.denoiser, calib.clone()),
+                               rtol=0, atol=0)

@@ -25,9 +25,10 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from gen3d.diffusion.dpm_solver_v3 import compute_statistics  # noqa: E402
 from gen3d.diffusion.sampling import sample  # noqa: E402
 from gen3d.diffusion.schedules import DiscreteVP, karras_sigmas, logsnr_sigmas  # noqa: E402
-from gen3d.diffusion.search import search_schedule  # noqa: E402
+from gen3d.diffusion.search import DEFAULT_CANDIDATES, search_schedule  # noqa: E402
 from tests.diffusion_oracles import GaussianMixture  # noqa: E402
 
 NFES = (5, 6, 8, 10, 15, 20)
@@ -62,7 +63,7 @@ PAIRS = {
     "heun": ("HeunDiscreteScheduler", [{"timestep_spacing": s, "use_karras_sigmas": k}
                                        for s in ("linspace", "trailing") for k in (False, True)]),
 }
-GEN3D_ONLY = ["dpm_solver_3s", "dpmpp_2s", "unipc_3_bh2", "ghvb", "deis_2", "rf_heun", "dpm_solver_3m"]
+GEN3D_ONLY = ["dpm_solver_v3", "dpm_solver_3s", "dpmpp_2s", "unipc_3_bh2", "ghvb", "deis_2", "rf_heun", "dpm_solver_3m"]
 SPACINGS = ("linspace", "trailing", "logsnr", "karras", "logsnr_trailing", "karras_trailing")
 VE_SCHEDULERS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
 
@@ -90,12 +91,12 @@ def gen3d_sigmas(schedule: DiscreteVP, steps: int, spacing: str) -> torch.Tensor
     return karras_sigmas(steps, low, schedule.sigma_max)
 
 
-def run_gen3d(name, gmm, schedule, x_T, nfe, spacing):
+def run_gen3d(name, gmm, schedule, x_T, nfe, spacing, options=None):
     best = None
     for steps in range(1, nfe + 1):  # largest step count whose evaluations fit the budget
         model = Counter(gmm.denoiser)
         out = sample(name, model, x_T.clone(), gen3d_sigmas(schedule, steps, spacing),
-                     generator=torch.Generator().manual_seed(0))
+                     generator=torch.Generator().manual_seed(0), **(options or {}))
         if model.calls <= nfe:
             best = (out, model.calls)
     return best
@@ -156,10 +157,12 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
     x_T = z * (1 + schedule.sigma_max**2) ** 0.5  # VE x_T at t = 999
     reference = gmm.reference_endpoint(x_T, schedule.sigma_max, 1e-3)
     ref_components = gmm.component_of(reference)
+    statistics = v3_statistics(schedule, gmm, xt_seed)
     rows = []
     for name in list(PAIRS) + GEN3D_ONLY:
-        ours = {sp: {nfe: score(run_gen3d(name, gmm, schedule, x_T, nfe, sp)[0], reference, gmm, ref_components)
-                     for nfe in NFES} for sp in SPACINGS}
+        options = {"statistics": statistics} if name == "dpm_solver_v3" else None
+        ours = {sp: {nfe: score(run_gen3d(name, gmm, schedule, x_T, nfe, sp, options)[0], reference, gmm,
+                                ref_components) for nfe in NFES} for sp in SPACINGS}
         peer_best, theirs = None, None
         if with_peer and name in PAIRS:
             class_name, configs = PAIRS[name]
@@ -184,23 +187,35 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
                            peer_rmse=peer["rmse"], peer_median=peer["median"], peer_flips=peer["flips"])
             rows.append(row)
     if search:
-        rows += searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed)
+        rows += searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed,
+                              statistics)
     return rows
 
 
-def searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed) -> list[dict]:
+def v3_statistics(schedule, gmm, xt_seed: int):
+    """DPM-Solver-v3 statistics from 1024 calibration draws (x_T seed + 2000, disjoint from evaluation)."""
+    calib_z = torch.randn(1024, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 2000))
+    calib = calib_z * (1 + schedule.sigma_max**2) ** 0.5
+    return compute_statistics(gmm.denoiser, calib, schedule.sigma_max, schedule.sigma_min, points=200)
+
+
+def searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed,
+                  statistics) -> list[dict]:
     """A schedule searched per NFE on 256 calibration draws disjoint from the evaluation draws
-    (x_T seed + 1000), scored on the evaluation draws."""
+    (x_T seed + 1000), scored on the evaluation draws; DPM-Solver-v3 (with its statistics) is
+    one of the candidates."""
     calib_z = torch.randn(256, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 1000))
     calib = calib_z * (1 + schedule.sigma_max**2) ** 0.5
     calib_ref = gmm.reference_endpoint(calib, schedule.sigma_max, 1e-3)
     rows = []
     for nfe in NFES:
         found = search_schedule(gmm.denoiser, calib, calib_ref, nfe, schedule.sigma_max, schedule.sigma_min,
-                                iterations=300, objective="rmse")
+                                iterations=300, objective="rmse",
+                                candidates=DEFAULT_CANDIDATES + (("dpm_solver_v3", {"statistics": statistics}),))
+        shown = {k: v for k, v in found.options.items() if k != "statistics"}
         scores = score(found.run(gmm.denoiser, x_T.clone()), reference, gmm, ref_components)
         rows.append({"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed,
-                     "sampler": f"searched[{found.sampler}{found.options or ''}]", "spacing": "searched", "nfe": nfe,
+                     "sampler": f"searched[{found.sampler}{shown or ''}]", "spacing": "searched", "nfe": nfe,
                      **scores, "peer": None, "peer_rmse": None, "peer_median": None, "peer_flips": None})
     return rows
 
