@@ -86,6 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val"], default="train",
                    help="train or val: disjoint seed ranges (default: train)")
     p.add_argument("--format", choices=["obj", "ply", "glb", "stl"], default="obj", help="file format (default: obj)")
+    p = data_sub.add_parser("prepare", parents=[common],
+                            help="filter, pose-align and normalize raw assets into training data (resumable)")
+    p.add_argument("src", help="folder of raw assets (searched recursively) or a .txt list of files")
+    p.add_argument("out", help="output folder (one folder per accepted asset, manifest.jsonl, summary.json)")
+    p.add_argument("--config", default=None, help="YAML config (filters, output, pose, seed); default values otherwise")
+    p.add_argument("--workers", type=int, default=1, help="parallel workers (default: 1)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local", help="local process pool or Ray")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N inputs (sorted by path)")
+    p.add_argument("--timeout-per-asset", type=float, default=600.0, metavar="S",
+                   help="seconds before an asset is stopped and marked failed/timeout (default: 600)")
+    p.add_argument("--memory-per-asset", type=int, default=8192, metavar="MB",
+                   help="memory guard per worker beyond its start-up size, 0 = none (default: 8192)")
+    p.add_argument("--max-faces", type=int, default=None, help="reject inputs with more faces (overrides the config)")
+    p.add_argument("--render-views", type=int, default=None, help="views rendered per asset (overrides the config)")
+    p.add_argument("--render-res", type=int, default=None, help="render resolution (overrides the config)")
+    p.add_argument("--force", action="store_true", help="redo everything, also when the config changed")
     return parser
 
 
@@ -219,9 +236,39 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from gen3d.stages.curate.config import PrepareConfig
+    from gen3d.stages.curate.job import prepare
+    from gen3d.utils.config import load_yaml
+
+    try:
+        cfg = load_yaml(PrepareConfig, args.config) if args.config else PrepareConfig()
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"--config: {exc}") from exc
+    for value, section, key in ((args.max_faces, cfg.filters, "max_faces"),
+                                (args.render_views, cfg.output, "render_views"),
+                                (args.render_res, cfg.output, "render_res")):
+        if value is not None:
+            setattr(section, key, value)
+    if args.workers < 1:
+        raise UsageError("--workers must be >= 1")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    show = not (args.json or args.quiet) and sys.stderr.isatty()
+    summary = prepare(args.src, args.out, cfg, executor=args.executor, workers=args.workers, threads=threads,
+                      timeout=args.timeout_per_asset, memory_mb=args.memory_per_asset, ray_address=args.ray_address,
+                      limit=args.limit, force=args.force, progress=show)
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["reasons"].items()) or "none"
+    _emit(args, summary, [f"{summary['inputs']} inputs: {summary['accepted']} accepted, {summary['rejected']} "
+                          f"rejected, {summary['failed']} failed ({reasons}); {summary['processed_now']} processed "
+                          f"in {summary['seconds']:.1f} s -> {args.out}"])
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "prepare":
+        return cmd_prepare(args)
     if args.data_command != "procedural":
-        raise UsageError("gen3d data: choose a job (procedural)")
+        raise UsageError("gen3d data: choose a job (procedural, prepare)")
     from gen3d.geometry.procedural import FAMILIES, write_procedural
 
     families = args.families or list(FAMILIES)

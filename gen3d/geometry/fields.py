@@ -82,3 +82,12 @@ def marching_cubes(
     verts = verts + bounds[0]  # (V, 3) grid index space -> world
     # skimage winds faces so that normals point toward increasing values: outward here.
     return Mesh(vertices=verts, faces=faces)
+
+
+def semi_continuous_occupancy(sdf: np.ndarray, band: float) -> np.ndarray:
+    """Direct3D's semi-continuous occupancy target from signed distance (negative inside):
+    o = clip(0.5 - sdf / (2 band), 0, 1) -- 1 inside and 0 outside beyond `band`, a linear ramp
+    through 0.5 at the surface within it. Shared by training and its tests."""
+    if not band > 0:
+        raise ValueError("band must be positive")
+    return np.clip(0.5 - np.asarray(sdf) / (2.0 * band), 0.0, 1.0)

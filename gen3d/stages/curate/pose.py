@@ -1,0 +1,194 @@
+"""Pose alignment to the canonical frame (+Y up, front +Z), as DIRECT-3D aligns wild assets.
+
+1. Base frame: the input as it is, or its principal axes refined so that surface normals line up
+   with the coordinate axes (man-made shapes are "Manhattan"); the input frame wins unless the
+   refined PCA frame is clearly better aligned, so axis-aligned inputs are not disturbed.
+2. Among the 24 rotations of the cube group applied to the base frame, a scorer picks the
+   canonical one: `ClassifierScorer` (a small MLP on an occupancy-density grid, trained on
+   procedural shapes by tools/train_pose_classifier.py, shipped in gen3d/weights/pose) or
+   `PriorScorer` (support plane, low centre of mass, left-right mirror symmetry). A DIRECT-3D
+   style scorer (the rotation minimising a trained shape model's loss) plugs in the same way.
+
+`rotation` R maps loaded coordinates to canonical ones: canonical = R @ loaded (CONVENTIONS).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from scipy.optimize import minimize
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from gen3d.geometry.sampling import sample_surface
+from gen3d.types import Mesh
+
+GRID = 10  # density grid resolution of the classifier's features
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "pose"
+
+
+def cube_rotations() -> np.ndarray:
+    """(24, 3, 3) the proper rotations with entries in {-1, 0, 1} (identity first)."""
+    found = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            matrix = np.zeros((3, 3))
+            matrix[range(3), perm] = signs
+            if np.linalg.det(matrix) > 0:
+                found.append(matrix)
+    found.sort(key=lambda m: (not np.allclose(m, np.eye(3)),))
+    return np.stack(found)
+
+
+ROTATIONS = cube_rotations()
+
+
+class PoseScorer(Protocol):
+    """Scores candidate orientations of one shape: higher = more likely canonical."""
+
+    def score(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        """points, normals: (C, N, 3) candidates (centred, longest side ~1.9) -> (C,) scores."""
+        ...
+
+
+def _boxed(points: np.ndarray) -> np.ndarray:
+    """(..., N, 3) centred at the bounding-box centre and scaled to longest side 1.9, per candidate."""
+    lo, hi = points.min(-2, keepdims=True), points.max(-2, keepdims=True)
+    return (points - (lo + hi) / 2) * (1.9 / np.maximum((hi - lo).max(-1, keepdims=True), 1e-12))
+
+
+def density_features(points: np.ndarray) -> np.ndarray:
+    """(C, GRID^3 + 4) per candidate: surface-point density on a GRID^3 grid over [-1, 1]^3 (sums
+    to 1), then the bounding-box extents (3) and the share of points in the lowest tenth of y."""
+    boxed = _boxed(points)  # (C, N, 3)
+    cells = np.clip(((boxed + 1) / 2 * GRID).astype(np.int64), 0, GRID - 1)  # (C, N, 3)
+    flat = (cells[..., 0] * GRID + cells[..., 1]) * GRID + cells[..., 2]  # (C, N)
+    c, n = flat.shape
+    density = np.zeros((c, GRID**3))
+    np.add.at(density, (np.repeat(np.arange(c), n), flat.ravel()), 1.0 / n)
+    extents = np.ptp(boxed, axis=1) / 1.9  # (C, 3)
+    low = (boxed[..., 1] < boxed[..., 1].min(1, keepdims=True) + 0.19).mean(1, keepdims=True)  # (C, 1)
+    return np.concatenate([density, extents, low], axis=1)
+
+
+class PoseMLP(torch.nn.Module):
+    """Logit that a candidate orientation is canonical, from density_features."""
+
+    def __init__(self, inputs: int = GRID**3 + 4, hidden: int = 128):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(inputs, hidden), torch.nn.GELU(),
+                                       torch.nn.Linear(hidden, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+        self.config = {"inputs": inputs, "hidden": hidden, "grid": GRID}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features).squeeze(-1)  # (C,)
+
+    def save(self, folder: str | Path, extra: dict | None = None) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
+        config = {"format_version": 1, "model": "PoseMLP", **self.config, **(extra or {})}
+        (folder / "config.json").write_text(json.dumps(config, indent=1))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PoseMLP:
+        folder = Path(folder)
+        if not (folder / "model.safetensors").exists():
+            raise FileNotFoundError(f"no pose classifier in {folder} (train one with tools/train_pose_classifier.py)")
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("model") != "PoseMLP" or config.get("grid") != GRID:
+            raise ValueError(f"{folder}: config is for {config.get('model')} grid {config.get('grid')}, "
+                             f"expected PoseMLP grid {GRID}")
+        model = cls(config["inputs"], config["hidden"])
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return model.eval()
+
+
+class ClassifierScorer:
+    """The bundled (or a given) PoseMLP."""
+
+    def __init__(self, folder: str | Path = WEIGHTS):
+        self.model = PoseMLP.load(folder)
+
+    def score(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.model(torch.as_tensor(density_features(points), dtype=torch.float32)).double().numpy()
+
+
+class PriorScorer:
+    """Geometric priors: a flat support at the bottom, a low centre of mass, and mirror symmetry
+    across the YZ plane (x -> -x), as objects stand and face forward."""
+
+    def score(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        boxed = _boxed(points)  # (C, N, 3)
+        y = boxed[..., 1]
+        bottom = y < y.min(1, keepdims=True) + 0.05
+        support = (bottom & (normals[..., 1] < -0.9)).mean(1)  # downward faces at the base
+        low_mass = -y.mean(1) / 1.9
+        scores = []
+        for k in range(len(boxed)):
+            mirrored = boxed[k] * np.array([-1.0, 1.0, 1.0])
+            asymmetry = cKDTree(boxed[k]).query(mirrored[::4])[0].mean()
+            scores.append(-asymmetry)
+        return 4.0 * support + 2.0 * low_mass + 10.0 * np.array(scores)
+
+
+SCORERS = {"classifier": ClassifierScorer, "priors": PriorScorer}
+
+
+def axis_alignment(normals: np.ndarray, rotation: np.ndarray) -> float:
+    """Mean of sum_i (R n)_i^4 over surface normals: 1 when every normal is along an axis."""
+    rotated = normals @ rotation.T
+    return float((rotated**4).sum(1).mean())
+
+
+def base_frame(points: np.ndarray, normals: np.ndarray, margin: float = 0.05) -> tuple[np.ndarray, str]:
+    """The input frame, or the PCA frame refined to maximise axis_alignment (when clearly better)."""
+    centred = points - points.mean(0)
+    _, vectors = np.linalg.eigh(np.cov(centred.T))
+    pca = vectors.T[::-1].copy()  # rows: principal axes, largest first
+    if np.linalg.det(pca) < 0:
+        pca[2] *= -1
+    subset = normals[::4]
+    objective = lambda v: -axis_alignment(subset, Rotation.from_rotvec(v).as_matrix() @ pca)  # noqa: E731
+    result = minimize(objective, np.zeros(3), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
+    refined = Rotation.from_rotvec(result.x).as_matrix() @ pca
+    if axis_alignment(normals, refined) > axis_alignment(normals, np.eye(3)) + margin:
+        return refined, "pca"
+    return np.eye(3), "input"
+
+
+@dataclass
+class PoseResult:
+    rotation: np.ndarray  # (3, 3): canonical = rotation @ loaded
+    confidence: float  # softmax probability of the chosen candidate among the 24
+    base: str  # "input" or "pca"
+    scores: np.ndarray  # (24,)
+
+
+def align_pose(mesh: Mesh, scorer: PoseScorer, seed: int = 0, samples: int = 4096) -> PoseResult:
+    """Choose the canonical rotation of `mesh` (see the module docstring)."""
+    surface = sample_surface(mesh, samples, seed)
+    points = surface.points - surface.points.mean(0)
+    base, kind = base_frame(points, surface.normals)
+    candidates = ROTATIONS @ base  # (24, 3, 3)
+    scores = scorer.score(np.einsum("kij,nj->kni", candidates, points),
+                          np.einsum("kij,nj->kni", candidates, surface.normals))
+    best = int(np.argmax(scores))
+    probabilities = np.exp(scores - scores.max())
+    probabilities /= probabilities.sum()
+    return PoseResult(candidates[best], float(probabilities[best]), kind, scores)
+
+
+def symmetries(points: np.ndarray, tolerance: float = 0.02) -> np.ndarray:
+    """(24,) bool: which cube rotations map the (centred, normalized) point set onto itself, by
+    the mean nearest-neighbour distance (a one-sided Chamfer) below `tolerance`."""
+    tree = cKDTree(points)
+    return np.array([tree.query(points @ r.T)[0].mean() < tolerance for r in ROTATIONS])
