@@ -95,10 +95,10 @@ def first_failure(values: dict, cfg: FilterConfig) -> str | None:
         return "tiny"
     if values["small_piece_share"] > 0.5:
         return "soup"
+    if values["aspect"] > cfg.max_aspect:  # before flat: a stick is thin in two directions
+        return "extreme_aspect"
     if values["flatness"] < cfg.flat_ratio:
         return "flat"
-    if values["aspect"] > cfg.max_aspect:
-        return "extreme_aspect"
     if values["bodies"] >= cfg.scene_min_components and values["body_gap"] > cfg.scene_spread:
         return "scene"
     return None
