@@ -18,7 +18,7 @@ class FilterConfig:
     flat_ratio: float = 0.02  # flat: smallest / largest principal extent of the surface
     max_aspect: float = 40.0  # extreme_aspect: largest / middle principal extent
     scene_min_components: int = 4  # scene: at least this many significant bodies ...
-    scene_spread: float = 0.25  # ... whose gaps exceed this share of the longest side on average
+    scene_spread: float = 0.08  # ... whose gaps exceed this share of the longest side on average
     significant_component_share: float = 0.02  # a body counts for `scene` above this share of the area
     duplicate_distance: float = 0.03  # duplicate: fingerprint distance below this
 
