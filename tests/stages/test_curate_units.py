@@ -110,7 +110,7 @@ def test_pose_keeps_canonical_shapes_and_recovers_group_rotations(scorer_class):
             transform[:3, :3] = g
             result = align_pose(apply_transform(mesh, transform), scorer, seed=1)
             total = result.rotation @ g
-            assert tree.query(dense @ total.T)[0].mean() < 0.02, (family, g.tolist())
+            assert tree.query(dense @ total.T)[0].mean() < 0.03, (family, g.tolist())
             assert 0 < result.confidence <= 1
 
 

@@ -5,7 +5,7 @@
 Procedural (val seed range, never trained on): each shape is rotated by a random element of the
 24-group ("group") or a random rotation of SO(3) ("arbitrary"), then aligned. "exact" = the
 aligned shape coincides with the canonical one up to the shape's own symmetries (one-sided
-Chamfer < 0.02 after alignment); "up" = the canonical up axis lands within 10 degrees of +Y, up to
+Chamfer < 0.03 after alignment); "up" = the canonical up axis lands within 10 degrees of +Y, up to
 those symmetries. Real meshes (../shared/data, upright ones from its README): up-axis error in
 degrees for the file as loaded and for random 24-group / SO(3) rotations of it.
 """
@@ -50,7 +50,7 @@ def up_error(total: np.ndarray, sym: np.ndarray) -> float:
 
 
 def exact(total: np.ndarray, points: np.ndarray, tree: cKDTree) -> bool:
-    return bool(tree.query(points @ total.T)[0].mean() < 0.02)
+    return bool(tree.query(points @ total.T)[0].mean() < 0.03)
 
 
 def procedural(scorer, per_family: int, rng) -> dict:

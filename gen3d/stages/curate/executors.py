@@ -18,6 +18,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def _limit_threads(threads: int) -> None:
+    import logging
+
+    logging.getLogger("gen3d").setLevel(logging.ERROR)  # load warnings go into the manifest rows
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     import torch
@@ -50,10 +53,13 @@ def _worker_main(connection, threads: int, memory_mb: int) -> None:
         task = connection.recv()
         if task is None:
             return
-        scorer = _scorer(task, scorers)
         restore = _memory_guard(memory_mb)
         try:
-            row = process_asset(task, scorer)
+            row = process_asset(task, _scorer(task, scorers))
+        except Exception as error:  # noqa: BLE001 - e.g. the pose model cannot load: this asset fails, not the job
+            from gen3d.stages.curate.prepare import failed_row
+
+            row = failed_row(task, "error", f"{type(error).__name__}: {error}")
         finally:
             restore()
         connection.send(row)
@@ -144,6 +150,10 @@ def _ray_process(task, threads: int, memory_mb: int):
     restore = _memory_guard(memory_mb)
     try:
         return process_asset(task, _scorer(task, _RAY_SCORERS))
+    except Exception as error:  # noqa: BLE001 - as in the local pool
+        from gen3d.stages.curate.prepare import failed_row
+
+        return failed_row(task, "error", f"{type(error).__name__}: {error}")
     finally:
         restore()
 
@@ -186,7 +196,8 @@ class RayPool:
                     try:
                         on_row(ray.get(ref))
                     except ray.exceptions.RayError as error:
-                        on_row(failed_row(task, "crashed", f"Ray task failed: {type(error).__name__}"))
+                        message = str(error).strip().splitlines()[-1][:300] if str(error).strip() else ""
+                        on_row(failed_row(task, "crashed", f"Ray task failed: {type(error).__name__}: {message}"))
                 for ref, (task, since) in list(running.items()):
                     if time.monotonic() - since > self.timeout:
                         ray.cancel(ref, force=True)

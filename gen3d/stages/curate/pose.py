@@ -30,7 +30,9 @@ from scipy.spatial.transform import Rotation
 from gen3d.geometry.sampling import sample_surface
 from gen3d.types import Mesh
 
-GRID = 10  # density grid resolution of the classifier's features
+GRID = 6  # coarse density grid of the classifier's features
+SLABS = 8  # slabs per axis of the profiles
+FEATURES = GRID**3 + 3 * SLABS * 7 + 4
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "pose"
 
 
@@ -64,28 +66,50 @@ def _boxed(points: np.ndarray) -> np.ndarray:
     return (points - (lo + hi) / 2) * (1.9 / np.maximum((hi - lo).max(-1, keepdims=True), 1e-12))
 
 
-def density_features(points: np.ndarray) -> np.ndarray:
-    """(C, GRID^3 + 4) per candidate: surface-point density on a GRID^3 grid over [-1, 1]^3 (sums
-    to 1), then the bounding-box extents (3) and the share of points in the lowest tenth of y."""
+def _slab_means(coordinate: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(C, SLABS, K): per candidate, the mean of each of K values over the points in each of SLABS
+    equal slabs of `coordinate` (in [-0.95, 0.95]); empty slabs give 0."""
+    slab = np.clip(((coordinate + 0.95) / 1.9 * SLABS).astype(np.int64), 0, SLABS - 1)  # (C, N)
+    one_hot = np.eye(SLABS)[slab]  # (C, N, SLABS)
+    counts = one_hot.sum(1)  # (C, SLABS)
+    sums = np.einsum("cns,cnk->csk", one_hot, values)
+    return sums / np.maximum(counts, 1)[..., None]
+
+
+def orientation_features(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """(C, FEATURES) per candidate orientation: a coarse GRID^3 surface density, and profiles
+    along each axis (SLABS slabs: share of points, mean position and spread in the other axes,
+    shares of normals facing along the slab axis), extents and the share near the bottom."""
     boxed = _boxed(points)  # (C, N, 3)
+    c, n, _ = boxed.shape
     cells = np.clip(((boxed + 1) / 2 * GRID).astype(np.int64), 0, GRID - 1)  # (C, N, 3)
     flat = (cells[..., 0] * GRID + cells[..., 1]) * GRID + cells[..., 2]  # (C, N)
-    c, n = flat.shape
     density = np.zeros((c, GRID**3))
     np.add.at(density, (np.repeat(np.arange(c), n), flat.ravel()), 1.0 / n)
+    parts = [density]
+    for axis in range(3):
+        others = [a for a in range(3) if a != axis]
+        values = np.concatenate([np.ones((c, n, 1)), boxed[..., others], np.abs(boxed[..., others]),
+                                 (normals[..., axis:axis + 1] > 0.7), (normals[..., axis:axis + 1] < -0.7)], axis=2)
+        profile = _slab_means(boxed[..., axis], values)  # (C, SLABS, 7)
+        share = np.stack([np.bincount(np.clip(((boxed[k, :, axis] + 0.95) / 1.9 * SLABS).astype(int), 0,
+                                              SLABS - 1), minlength=SLABS) / n for k in range(c)])
+        profile[..., 0] = share
+        parts.append(profile.reshape(c, -1))
     extents = np.ptp(boxed, axis=1) / 1.9  # (C, 3)
     low = (boxed[..., 1] < boxed[..., 1].min(1, keepdims=True) + 0.19).mean(1, keepdims=True)  # (C, 1)
-    return np.concatenate([density, extents, low], axis=1)
+    return np.concatenate(parts + [extents, low], axis=1)
 
 
 class PoseMLP(torch.nn.Module):
-    """Logit that a candidate orientation is canonical, from density_features."""
+    """Logit that a candidate orientation is canonical, from orientation_features."""
 
-    def __init__(self, inputs: int = GRID**3 + 4, hidden: int = 128):
+    def __init__(self, inputs: int = FEATURES, hidden: int = 64, dropout: float = 0.2):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(inputs, hidden), torch.nn.GELU(),
-                                       torch.nn.Linear(hidden, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
-        self.config = {"inputs": inputs, "hidden": hidden, "grid": GRID}
+        self.net = torch.nn.Sequential(torch.nn.Linear(inputs, hidden), torch.nn.GELU(), torch.nn.Dropout(dropout),
+                                       torch.nn.Linear(hidden, hidden), torch.nn.GELU(), torch.nn.Dropout(dropout),
+                                       torch.nn.Linear(hidden, 1))
+        self.config = {"inputs": inputs, "hidden": hidden, "grid": GRID, "slabs": SLABS}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)  # (C,)
@@ -103,9 +127,9 @@ class PoseMLP(torch.nn.Module):
         if not (folder / "model.safetensors").exists():
             raise FileNotFoundError(f"no pose classifier in {folder} (train one with tools/train_pose_classifier.py)")
         config = json.loads((folder / "config.json").read_text())
-        if config.get("model") != "PoseMLP" or config.get("grid") != GRID:
-            raise ValueError(f"{folder}: config is for {config.get('model')} grid {config.get('grid')}, "
-                             f"expected PoseMLP grid {GRID}")
+        if config.get("model") != "PoseMLP" or (config.get("grid"), config.get("slabs")) != (GRID, SLABS):
+            raise ValueError(f"{folder}: config is for {config.get('model')} grid {config.get('grid')} slabs "
+                             f"{config.get('slabs')}, expected PoseMLP grid {GRID} slabs {SLABS}")
         model = cls(config["inputs"], config["hidden"])
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         return model.eval()
@@ -119,7 +143,8 @@ class ClassifierScorer:
 
     def score(self, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self.model(torch.as_tensor(density_features(points), dtype=torch.float32)).double().numpy()
+            features = orientation_features(points, normals)
+            return self.model(torch.as_tensor(features, dtype=torch.float32)).double().numpy()
 
 
 class PriorScorer:
@@ -149,20 +174,35 @@ def axis_alignment(normals: np.ndarray, rotation: np.ndarray) -> float:
     return float((rotated**4).sum(1).mean())
 
 
-def base_frame(points: np.ndarray, normals: np.ndarray, margin: float = 0.05) -> tuple[np.ndarray, str]:
-    """The input frame, or the PCA frame refined to maximise axis_alignment (when clearly better)."""
+def base_frame(points: np.ndarray, normals: np.ndarray, margin: float = 0.02,
+               aligned_deg: float = 10.0) -> tuple[np.ndarray, str]:
+    """The frame the 24 candidates are built on.
+
+    The input frame when it is already axis-aligned (every principal axis that PCA determines
+    within `aligned_deg` of a coordinate axis, or normals at least as axis-aligned as in the PCA
+    frame); otherwise the
+    principal axes, refined to maximise axis_alignment when that helps by more than `margin`
+    (man-made shapes whose principal axes are tilted, e.g. a chair's backrest)."""
     centred = points - points.mean(0)
-    _, vectors = np.linalg.eigh(np.cov(centred.T))
+    values, vectors = np.linalg.eigh(np.cov(centred.T))
     pca = vectors.T[::-1].copy()  # rows: principal axes, largest first
     if np.linalg.det(pca) < 0:
         pca[2] *= -1
+    values = values[::-1]  # largest first, as the rows of pca
+    gaps = np.abs(values[:, None] - values[None]) + np.eye(3) * values.max()
+    separate = gaps.min(1) > 0.05 * values.max()  # (3,) axes PCA determines (not in a tied pair)
+    distinct = bool(separate.all())
+    angles = np.degrees(np.arccos(np.clip(np.abs(pca).max(1), -1, 1)))  # (3,) to the nearest coordinate axis
+    near_axes = bool(separate.any() and (angles[separate] < aligned_deg).all())
     subset = normals[::4]
     objective = lambda v: -axis_alignment(subset, Rotation.from_rotvec(v).as_matrix() @ pca)  # noqa: E731
     result = minimize(objective, np.zeros(3), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
     refined = Rotation.from_rotvec(result.x).as_matrix() @ pca
-    if axis_alignment(normals, refined) > axis_alignment(normals, np.eye(3)) + margin:
-        return refined, "pca"
-    return np.eye(3), "input"
+    gain = axis_alignment(normals, refined) - axis_alignment(normals, pca)
+    best = refined if gain > margin or not distinct else pca
+    if near_axes or axis_alignment(normals, np.eye(3)) >= axis_alignment(normals, best) - 0.01:
+        return np.eye(3), "input"
+    return best, "pca" if best is pca else "pca_refined"
 
 
 @dataclass
@@ -187,8 +227,8 @@ def align_pose(mesh: Mesh, scorer: PoseScorer, seed: int = 0, samples: int = 409
     return PoseResult(candidates[best], float(probabilities[best]), kind, scores)
 
 
-def symmetries(points: np.ndarray, tolerance: float = 0.02) -> np.ndarray:
+def symmetries(points: np.ndarray, tolerance: float = 0.03) -> np.ndarray:
     """(24,) bool: which cube rotations map the (centred, normalized) point set onto itself, by
-    the mean nearest-neighbour distance (a one-sided Chamfer) below `tolerance`."""
+    the mean nearest-neighbour distance (a one-sided Chamfer, from every 4th point) below `tolerance`."""
     tree = cKDTree(points)
-    return np.array([tree.query(points @ r.T)[0].mean() < tolerance for r in ROTATIONS])
+    return np.array([tree.query(points[::4] @ r.T)[0].mean() < tolerance for r in ROTATIONS])

@@ -95,6 +95,8 @@ def process_asset(task: Task, scorer=None) -> dict:
 
     try:
         mesh = load_mesh(task.path, max_faces=cfg.filters.max_faces)
+        if mesh.warnings:  # recorded per row instead of logged by each worker
+            row["warnings"] = sorted({w.code for w in mesh.warnings})
         validate_geometry(mesh, name=task.source, max_faces=cfg.filters.max_faces)
         degenerate_share = float(degenerate_faces(mesh).mean())
         row["measured"]["degenerate_share"] = round(degenerate_share, 6)
