@@ -144,3 +144,24 @@ def test_pathological_asset_times_out_and_the_job_goes_on(tmp_path):
     rows = {r["source"]: r for r in _rows(tmp_path / "out")}
     assert rows["huge.ply"]["status"] == "failed" and rows["huge.ply"]["reason"] == "timeout"
     assert summary["accepted"] == 2
+
+
+def test_memory_guard_fails_the_asset_and_the_worker_goes_on(tmp_path):
+    """An asset asking for ~2 GB of surface samples under a 400 MB guard ends failed/memory; the
+    same worker then prepares a normal asset."""
+    from gen3d.stages.curate.executors import LocalPool
+    from gen3d.stages.curate.prepare import Task, asset_id
+    from gen3d.utils.config import config_hash, to_dict
+
+    src = tmp_path / "src"
+    write_procedural(src, ["cup"], 2, seed=0, split="val")
+    paths = sorted(src.glob("*.obj"))
+    greedy = PrepareConfig(output=OutputConfig(surface_points=80_000_000, render_views=0), pose="priors")
+    modest = _config(pose="priors")
+    out = tmp_path / "out"
+    out.mkdir()
+    tasks = [Task(p.name, str(p), asset_id(p), str(out), to_dict(c), config_hash(c))
+             for p, c in zip(paths, (greedy, modest))]
+    rows = []
+    LocalPool(workers=1, threads=1, timeout=120, memory_mb=400).run(tasks, rows.append)
+    assert [(r["status"], r["reason"]) for r in rows] == [("failed", "memory"), ("ok", None)]
