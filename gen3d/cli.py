@@ -252,6 +252,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             setattr(section, key, value)
     if args.workers < 1:
         raise UsageError("--workers must be >= 1")
+    if args.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs ray: pip install 'gen3d[ray]'")
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     show = not (args.json or args.quiet) and sys.stderr.isatty()
     summary = prepare(args.src, args.out, cfg, executor=args.executor, workers=args.workers, threads=threads,

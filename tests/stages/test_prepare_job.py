@@ -165,3 +165,18 @@ def test_memory_guard_fails_the_asset_and_the_worker_goes_on(tmp_path):
     rows = []
     LocalPool(workers=1, threads=1, timeout=120, memory_mb=400).run(tasks, rows.append)
     assert [(r["status"], r["reason"]) for r in rows] == [("failed", "memory"), ("ok", None)]
+
+
+def test_inputs_any_case_recursive_without_sidecars(tmp_path):
+    from gen3d.stages.curate.prepare import find_inputs
+
+    for name in ("a/b/part.STL", "a/model.obj", "a/model.mtl", "a/tex.png", "c.GLB", ".hidden/x.obj", "d.Ply"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in find_inputs(tmp_path)]
+    assert found == ["a/b/part.STL", "a/model.obj", "c.GLB", "d.Ply"]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# chosen\nc.GLB\na/model.obj\n")
+    assert [p.name for p in find_inputs(listing)] == ["model.obj", "c.GLB"]
+    with pytest.raises(InputError):
+        find_inputs(tmp_path / "missing")

@@ -173,7 +173,7 @@ class RayPool:
         try:
             import ray
         except ImportError as error:
-            raise RuntimeError("the Ray executor needs ray: pip install 'ray>=2.9'") from error
+            raise RuntimeError("the Ray executor needs ray: pip install 'gen3d[ray]'") from error
         from gen3d.stages.curate.prepare import failed_row
 
         started_here = not ray.is_initialized()
