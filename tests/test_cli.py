@@ -139,3 +139,20 @@ def test_every_emitted_warning_code_is_declared(shared_meshes):
 
     codes = {w.code for name in VALID for w in load_mesh(shared_meshes / name).warnings}
     assert codes and codes <= set(WARNING_CODES)
+
+
+def test_data_prepare_json_and_config_errors(capsys, tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    code, _, _ = run(["data", "procedural", str(src), "--families", "cup", "--count", "2", "--split", "val"], capsys)
+    assert code == 0
+    config = tmp_path / "c.yaml"
+    config.write_text("pose: priors\noutput:\n  surface_points: 1024\n  render_views: 0\n")
+    code, stdout, _ = run(["data", "prepare", str(src), str(out), "--config", str(config), "--json"], capsys)
+    summary = json.loads(stdout)
+    assert code == 0 and summary["ok"] and summary["accepted"] == 2 and summary["inputs"] == 2
+    config.write_text("pose: priors\noutput:\n  surface_pointz: 1024\n")
+    code, stdout, _ = run(["data", "prepare", str(src), str(out), "--config", str(config), "--json"], capsys)
+    assert code == 2 and "surface_pointz" in json.loads(stdout)["message"]
+    config.write_text("pose: priors\nseed: 3\noutput:\n  surface_points: 1024\n  render_views: 0\n")
+    code, stdout, _ = run(["data", "prepare", str(src), str(out), "--config", str(config), "--json"], capsys)
+    assert code == 2 and json.loads(stdout)["reason"] == "config_changed"

@@ -1,8 +1,8 @@
 """Pose alignment to the canonical frame (+Y up, front +Z), as DIRECT-3D aligns wild assets.
 
-1. Base frame: the input as it is, or its principal axes refined so that surface normals line up
-   with the coordinate axes (man-made shapes are "Manhattan"); the input frame wins unless the
-   refined PCA frame is clearly better aligned, so axis-aligned inputs are not disturbed.
+1. Base frame: the input as it is when it is already axis-aligned (so such inputs are not
+   disturbed), else its principal axes, as they are and refined so that surface normals line up
+   with the coordinate axes (man-made shapes are "Manhattan"; the scorer picks between the two).
 2. Among the 24 rotations of the cube group applied to the base frame, a scorer picks the
    canonical one: `ClassifierScorer` (a small MLP on an occupancy-density grid, trained on
    procedural shapes by tools/train_pose_classifier.py, shipped in gen3d/weights/pose) or
@@ -174,15 +174,14 @@ def axis_alignment(normals: np.ndarray, rotation: np.ndarray) -> float:
     return float((rotated**4).sum(1).mean())
 
 
-def base_frame(points: np.ndarray, normals: np.ndarray, margin: float = 0.02,
-               aligned_deg: float = 10.0) -> tuple[np.ndarray, str]:
-    """The frame the 24 candidates are built on.
+def base_frames(points: np.ndarray, normals: np.ndarray, aligned_deg: float = 10.0) -> list[tuple[str, np.ndarray]]:
+    """The frames the 24 candidates are built on.
 
-    The input frame when it is already axis-aligned (every principal axis that PCA determines
-    within `aligned_deg` of a coordinate axis, or normals at least as axis-aligned as in the PCA
-    frame); otherwise the
-    principal axes, refined to maximise axis_alignment when that helps by more than `margin`
-    (man-made shapes whose principal axes are tilted, e.g. a chair's backrest)."""
+    Only the input frame when it is already axis-aligned (every principal axis that PCA
+    determines within `aligned_deg` of a coordinate axis, or normals at least as axis-aligned as
+    in the PCA frames); otherwise the principal axes and the principal axes refined to maximise
+    axis_alignment (man-made shapes whose principal axes are tilted, e.g. a chair's backrest) —
+    the scorer decides between them."""
     centred = points - points.mean(0)
     values, vectors = np.linalg.eigh(np.cov(centred.T))
     pca = vectors.T[::-1].copy()  # rows: principal axes, largest first
@@ -199,32 +198,60 @@ def base_frame(points: np.ndarray, normals: np.ndarray, margin: float = 0.02,
     result = minimize(objective, np.zeros(3), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
     refined = Rotation.from_rotvec(result.x).as_matrix() @ pca
     gain = axis_alignment(normals, refined) - axis_alignment(normals, pca)
-    best = refined if gain > margin or not distinct else pca
-    if near_axes or axis_alignment(normals, np.eye(3)) >= axis_alignment(normals, best) - 0.01:
-        return np.eye(3), "input"
-    return best, "pca" if best is pca else "pca_refined"
+    frames = [("pca", pca)] if distinct else []
+    if gain > 0.02 or not distinct:
+        frames.append(("pca_refined", refined))
+    revolution = revolution_frame(centred, normals, pca)
+    if revolution is not None:
+        frames.append(("revolution", revolution))
+        axis_angle = np.degrees(np.arccos(np.clip(np.abs(revolution[1]).max(), -1, 1)))
+        return [("input", np.eye(3))] if axis_angle < aligned_deg else frames
+    manhattan = axis_alignment(normals, np.eye(3))
+    reachable = max(axis_alignment(normals, refined), axis_alignment(normals, pca))
+    if near_axes or (manhattan > 0.6 and manhattan >= reachable - 0.01):
+        return [("input", np.eye(3))]
+    return frames
+
+
+def revolution_frame(centred: np.ndarray, normals: np.ndarray, pca: np.ndarray,
+                     max_residual: float = 0.05) -> np.ndarray | None:
+    """A frame whose +Y is the axis of rotational symmetry through the centroid, when the surface
+    has one: normals of a surface of revolution are coplanar with the axis, so a . (q x n) = 0 for
+    every point q and normal n; the axis is the least eigenvector of sum (q x n)(q x n)^T. None when
+    the residual (least / middle eigenvalue) exceeds `max_residual`."""
+    moments = np.cross(centred, normals)  # (N, 3)
+    values, vectors = np.linalg.eigh(moments.T @ moments)
+    if values[1] <= 0 or values[0] / values[1] > max_residual:
+        return None
+    axis = vectors[:, 0]
+    side = next((p for p in pca if abs(p @ axis) < 0.9), np.eye(3)[np.argmin(np.abs(axis))])
+    side = side - (side @ axis) * axis  # the largest principal direction across the axis
+    side /= np.linalg.norm(side)
+    return np.stack([side, axis, np.cross(side, axis)])  # rows x, y, z: proper rotation
 
 
 @dataclass
 class PoseResult:
     rotation: np.ndarray  # (3, 3): canonical = rotation @ loaded
     confidence: float  # softmax probability of the chosen candidate among the 24
-    base: str  # "input" or "pca"
-    scores: np.ndarray  # (24,)
+    base: str  # "input", "pca", "pca_refined" or "revolution"
+    scores: np.ndarray  # (24,) of the chosen base frame
 
 
 def align_pose(mesh: Mesh, scorer: PoseScorer, seed: int = 0, samples: int = 4096) -> PoseResult:
     """Choose the canonical rotation of `mesh` (see the module docstring)."""
     surface = sample_surface(mesh, samples, seed)
     points = surface.points - surface.points.mean(0)
-    base, kind = base_frame(points, surface.normals)
-    candidates = ROTATIONS @ base  # (24, 3, 3)
-    scores = scorer.score(np.einsum("kij,nj->kni", candidates, points),
-                          np.einsum("kij,nj->kni", candidates, surface.normals))
-    best = int(np.argmax(scores))
-    probabilities = np.exp(scores - scores.max())
-    probabilities /= probabilities.sum()
-    return PoseResult(candidates[best], float(probabilities[best]), kind, scores)
+    results = []
+    for kind, base in base_frames(points, surface.normals):
+        candidates = ROTATIONS @ base  # (24, 3, 3)
+        scores = scorer.score(np.einsum("kij,nj->kni", candidates, points),
+                              np.einsum("kij,nj->kni", candidates, surface.normals))
+        best = int(np.argmax(scores))
+        probabilities = np.exp(scores - scores.max())
+        probabilities /= probabilities.sum()
+        results.append((float(scores[best]), PoseResult(candidates[best], float(probabilities[best]), kind, scores)))
+    return max(results, key=lambda r: r[0])[1]
 
 
 def symmetries(points: np.ndarray, tolerance: float = 0.03) -> np.ndarray:
