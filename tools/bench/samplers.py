@@ -148,8 +148,8 @@ def pick_best(results: dict) -> str:
     return min(results, key=lambda k: np.mean([np.log(max(r["rmse"], 1e-300)) for r in results[k].values()]))
 
 
-def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool, search: bool = True
-          ) -> list[dict]:
+def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool, search: bool = True,
+          only: list[str] | None = None) -> list[dict]:
     spec = SCHEDULES[schedule_name]
     schedule = DiscreteVP.make(spec[0], beta_start=spec[1], beta_end=spec[2])
     gmm = GaussianMixture.random(d=16, k=6, seed=gmm_seed, spread=100.0)
@@ -159,7 +159,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
     ref_components = gmm.component_of(reference)
     statistics = v3_statistics(schedule, gmm, xt_seed)
     rows = []
-    for name in list(PAIRS) + GEN3D_ONLY:
+    for name in [n for n in list(PAIRS) + GEN3D_ONLY if not only or n in only]:
         options = {"statistics": statistics} if name == "dpm_solver_v3" else None
         ours = {sp: {nfe: score(run_gen3d(name, gmm, schedule, x_T, nfe, sp, options)[0], reference, gmm,
                                 ref_components) for nfe in NFES} for sp in SPACINGS}
@@ -248,11 +248,13 @@ def main() -> None:
     parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES))
     parser.add_argument("--no-peer", action="store_true", help="skip diffusers")
     parser.add_argument("--no-search", action="store_true", help="skip the searched schedules")
+    parser.add_argument("--samplers", nargs="+", default=None, help="only these gen3d samplers (and their peers)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     for schedule_name in args.schedules:
-        rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search)
+        rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search,
+                     args.samplers)
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
