@@ -89,7 +89,8 @@ def _free_from(sigmas: torch.Tensor, sigma_max: float, sigma_floor: float) -> np
 
 def search_schedule(denoiser, x_T: torch.Tensor, reference: torch.Tensor, nfe: int, sigma_max: float,
                     sigma_min: float, *, candidates=DEFAULT_CANDIDATES, iterations: int = 400,
-                    sigma_floor: float | None = None, objective: str = "mean") -> SearchedSchedule:
+                    sigma_floor: float | None = None, objective: str = "mean",
+                    starts: tuple = ()) -> SearchedSchedule:
     """Search sampler/order and noise levels for `nfe` evaluations against `reference` on calibration x_T.
 
     objective="mean": the mean per-sample L2 distance to the reference endpoint (robust to the
@@ -110,9 +111,10 @@ def search_schedule(denoiser, x_T: torch.Tensor, reference: torch.Tensor, nfe: i
     best: SearchedSchedule | None = None
     history = []
     for name, options in candidates:
-        starts = [logsnr_sigmas(nfe, sigma_min, sigma_max), karras_sigmas(nfe, sigma_min, sigma_max)]
-        start_error = min(error_of(name, options, s) for s in starts)
-        for start in starts:
+        initial = [logsnr_sigmas(nfe, sigma_min, sigma_max), karras_sigmas(nfe, sigma_min, sigma_max),
+                   *[torch.as_tensor(s, dtype=torch.float64) for s in starts]]
+        start_error = min(error_of(name, options, s) for s in initial)
+        for start in initial:
             result = minimize(lambda w, n=name, o=options: error_of(n, o, _sigmas_from(w, sigma_max, floor)),
                               _free_from(start, sigma_max, floor), method="Nelder-Mead",
                               options={"maxfev": iterations, "xatol": 1e-4, "fatol": 1e-7})

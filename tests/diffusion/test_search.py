@@ -50,7 +50,8 @@ def test_search_with_dpm_solver_v3_statistics_round_trips(tmp_path):
     stats = compute_statistics(gmm.denoiser, calib, sigma_max, sigma_min, points=60)
     reference = gmm.reference_endpoint(calib, sigma_max, sigma_min)
     result = search_schedule(gmm.denoiser, calib, reference, nfe=5, sigma_max=sigma_max, sigma_min=sigma_min,
-                             candidates=(("dpm_solver_v3", {"statistics": stats}),), iterations=40)
+                             candidates=(("dpm_solver_v3", {"statistics": stats}),), iterations=40,
+                             starts=(torch.linspace(sigma_max, sigma_min, 5).tolist() + [0.0],))
     assert result.calibration_error <= result.start_error
     result.save(tmp_path / "v3")
     loaded = SearchedSchedule.load(tmp_path / "v3")
