@@ -14,7 +14,9 @@ import time
 from collections import deque
 from multiprocessing.connection import wait
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+# libigl's parallel loops read IGL_NUM_THREADS (else they use every core)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "IGL_NUM_THREADS")
 
 
 def _limit_threads(threads: int) -> None:
