@@ -397,25 +397,31 @@ _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
 
 @torch.no_grad()
 def sample_deis(denoiser, x, sigmas, *, cond=None, callback=None, generator=None, order: int = 3,
-                time_of=None):
+                time_of=None, lower_order_final: bool = True, integrate_final: bool = False):
     """DEIS (Zhang & Chen 2023), exponential-integrator multistep on eps. In VE coordinates
     dx/dsigma = eps, so x' = x + sum_j C_j eps_j with C_j = integral over [sigma, sigma'] of the
     Lagrange basis L_j(t(s)) through the previous nodes, in the time variable t = time_of(sigma):
     log sigma by default (log-rho AB, as diffusers' DEIS), sigma itself for rho-AB
     (time_of=lambda s: s), or the schedule's time for t-AB (time_of=schedule.sigma_to_t).
-    Coefficients are integrated by 12-point Gauss-Legendre quadrature."""
+    Coefficients are integrated by 12-point Gauss-Legendre quadrature, or exactly in log-sigma
+    time. `lower_order_final` as in the other multistep samplers (and diffusers' DEIS).
+    `integrate_final`: the step to sigma = 0 integrates the Lagrange polynomial of eps down to
+    0 (log-sigma time; diffusers' DEIS does this) instead of x = D; better when the last noise
+    level is large (trailing spacings), off by O(sigma_last^2) from D's endpoint otherwise."""
     time_of = time_of or torch.log
     eps_history: list[torch.Tensor] = []
     nodes: list[float] = []
-    for i in range(_steps(sigmas)):
+    n = _steps(sigmas)
+    for i in range(n):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = call(denoiser, x, sigma, cond)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            eps_history.append((x - denoised) / sigma)
-            nodes.append(float(time_of(sigma.double())))
-            k = min(order, len(eps_history))
+        eps_history.append((x - denoised) / sigma)
+        nodes.append(float(time_of(sigma.double())))
+        k = _order_now(order, i, len(eps_history), n, lower_order_final)
+        if sigma_next == 0 and (not integrate_final or k == 1 or time_of is not torch.log
+                                or (lower_order_final and n < 15)):
+            x = denoised  # first order to sigma = 0
+        else:  # (to sigma = 0 only in log-sigma time: the integral converges, as diffusers' final DEIS step)
             coefficients = _deis_coefficients(nodes[-k:][::-1], float(sigma), float(sigma_next), time_of)
             x = x + sum(c * e for c, e in zip(coefficients, eps_history[::-1]))
         report(callback, i, x, sigma, sigma_next, denoised)
@@ -423,7 +429,28 @@ def sample_deis(denoiser, x, sigmas, *, cond=None, callback=None, generator=None
 
 
 def _deis_coefficients(t_nodes: list[float], sigma: float, sigma_next: float, time_of) -> list[float]:
-    """C_j = integral_sigma^sigma_next L_j(t(s)) ds for the Lagrange basis over t_nodes (newest first)."""
+    """C_j = integral_sigma^sigma_next L_j(t(s)) ds for the Lagrange basis over t_nodes (newest first).
+
+    In log-sigma time exactly: with u = log s, the integral of P(u) e^u du is e^u sum_k (-1)^k P^(k)(u),
+    which vanishes as s -> 0 (so a step to sigma = 0 is fine); otherwise 12-point Gauss-Legendre."""
+    if time_of is torch.log:
+        out = []
+        for j, tj in enumerate(t_nodes):
+            others = [tm for m, tm in enumerate(t_nodes) if m != j]
+            basis = np.polynomial.Polynomial.fromroots(others) / np.prod([tj - tm for tm in others]) if others \
+                else np.polynomial.Polynomial([1.0])
+
+            def antiderivative(value: float, basis=basis) -> float:
+                if value == 0:
+                    return 0.0
+                u, total, term = np.log(value), 0.0, basis
+                for k in range(len(basis.coef)):
+                    total += (-1) ** k * term(u)
+                    term = term.deriv()
+                return value * total
+
+            out.append(antiderivative(sigma_next) - antiderivative(sigma))
+        return out
     s = 0.5 * (sigma_next - sigma) * _GAUSS_NODES + 0.5 * (sigma_next + sigma)  # quadrature points
     t = np.asarray(time_of(torch.as_tensor(s, dtype=torch.float64)), dtype=np.float64)
     weights = 0.5 * (sigma_next - sigma) * _GAUSS_WEIGHTS

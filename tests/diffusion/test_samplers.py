@@ -205,3 +205,17 @@ def test_callback_reports_every_step(mixture):
 def test_unknown_sampler_name():
     with pytest.raises(ValueError, match="unknown sampler"):
         get_sampler("nope")
+
+
+def test_deis_exact_log_coefficients_match_quadrature():
+    """The closed-form log-sigma DEIS coefficients equal 12-point Gauss-Legendre on the same
+    integrals (a lambda hides torch.log from the closed-form path), and to sigma = 0 the basis
+    integrates to -sigma in total (a constant eps gives x' = x - sigma eps = D)."""
+    from gen3d.diffusion.samplers_multistep import _deis_coefficients
+
+    nodes = [float(np.log(v)) for v in (0.8, 1.3, 2.1)]
+    exact = _deis_coefficients(nodes, 0.8, 0.45, torch.log)
+    quadrature = _deis_coefficients(nodes, 0.8, 0.45, lambda s: torch.log(s))
+    np.testing.assert_allclose(exact, quadrature, rtol=1e-10)
+    to_zero = _deis_coefficients(nodes, 0.8, 0.0, torch.log)
+    assert abs(sum(to_zero) + 0.8) < 1e-12 and not np.allclose(to_zero, [-0.8, 0, 0])
