@@ -397,17 +397,14 @@ _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
 
 @torch.no_grad()
 def sample_deis(denoiser, x, sigmas, *, cond=None, callback=None, generator=None, order: int = 3,
-                time_of=None, lower_order_final: bool = True, integrate_final: bool = False):
+                time_of=None, lower_order_final: bool = True):
     """DEIS (Zhang & Chen 2023), exponential-integrator multistep on eps. In VE coordinates
     dx/dsigma = eps, so x' = x + sum_j C_j eps_j with C_j = integral over [sigma, sigma'] of the
     Lagrange basis L_j(t(s)) through the previous nodes, in the time variable t = time_of(sigma):
     log sigma by default (log-rho AB, as diffusers' DEIS), sigma itself for rho-AB
     (time_of=lambda s: s), or the schedule's time for t-AB (time_of=schedule.sigma_to_t).
-    Coefficients are integrated by 12-point Gauss-Legendre quadrature, or exactly in log-sigma
-    time. `lower_order_final` as in the other multistep samplers (and diffusers' DEIS).
-    `integrate_final`: the step to sigma = 0 integrates the Lagrange polynomial of eps down to
-    0 (log-sigma time; diffusers' DEIS does this) instead of x = D; better when the last noise
-    level is large (trailing spacings), off by O(sigma_last^2) from D's endpoint otherwise."""
+    Coefficients are exact in log-sigma time, else integrated by 12-point Gauss-Legendre
+    quadrature. `lower_order_final` as in the other multistep samplers (and diffusers' DEIS)."""
     time_of = time_of or torch.log
     eps_history: list[torch.Tensor] = []
     nodes: list[float] = []
@@ -418,10 +415,9 @@ def sample_deis(denoiser, x, sigmas, *, cond=None, callback=None, generator=None
         eps_history.append((x - denoised) / sigma)
         nodes.append(float(time_of(sigma.double())))
         k = _order_now(order, i, len(eps_history), n, lower_order_final)
-        if sigma_next == 0 and (not integrate_final or k == 1 or time_of is not torch.log
-                                or (lower_order_final and n < 15)):
-            x = denoised  # first order to sigma = 0
-        else:  # (to sigma = 0 only in log-sigma time: the integral converges, as diffusers' final DEIS step)
+        if sigma_next == 0:
+            x = denoised
+        else:
             coefficients = _deis_coefficients(nodes[-k:][::-1], float(sigma), float(sigma_next), time_of)
             x = x + sum(c * e for c, e in zip(coefficients, eps_history[::-1]))
         report(callback, i, x, sigma, sigma_next, denoised)

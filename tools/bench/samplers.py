@@ -160,8 +160,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
     statistics = v3_statistics(schedule, gmm, xt_seed)
     rows = []
     for name in [n for n in list(PAIRS) + GEN3D_ONLY if not only or n in only]:
-        options = {"statistics": statistics} if name == "dpm_solver_v3" else \
-            {"integrate_final": True} if name == "deis_3" else None  # diffusers' DEIS final step
+        options = {"statistics": statistics} if name == "dpm_solver_v3" else None
         ours = {sp: {nfe: score(run_gen3d(name, gmm, schedule, x_T, nfe, sp, options)[0], reference, gmm,
                                 ref_components) for nfe in NFES} for sp in SPACINGS}
         peer_best, theirs = None, None
