@@ -289,6 +289,24 @@ def _unipc_update(x, models, lambdas, lam_t, sigma_t, variant, k, model_t=None):
 # ---------------------------------------------------------------- linear multistep in eps form
 
 
+def _eps_multistep(denoiser, x, sigmas, cond, callback, advance):
+    """The loop the eps-history samplers (PLMS, GHVB, DEIS) share: one evaluation per step, eps
+    kept newest last, x = D on the step to sigma = 0, else x = advance(i, n, x, sigma, sigma',
+    eps_history)."""
+    eps_history: list[torch.Tensor] = []
+    n = _steps(sigmas)
+    for i in range(n):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = call(denoiser, x, sigma, cond)
+        if sigma_next == 0:
+            x = denoised
+        else:
+            eps_history.append((x - denoised) / sigma)
+            x = advance(i, n, x, sigma, sigma_next, eps_history)
+        report(callback, i, x, sigma, sigma_next, denoised)
+    return x
+
+
 AB_COEFFICIENTS = {  # Adams-Bashforth weights on (newest, ..., oldest), uniform steps
     1: [1.0],
     2: [3 / 2, -1 / 2],
@@ -319,20 +337,14 @@ def sample_ghvb(denoiser, x, sigmas, *, cond=None, callback=None, generator=None
     v <- (1 - beta) v + mix_order(eps, beta). beta = 1 is PLMS (iPNDM-style lower-order warm-up);
     order = 1 is Polyak heavy ball on DDIM; beta in (0, 1) damps the divergence artifacts of
     high-order solvers at large guidance."""
-    eps_history: list[torch.Tensor] = []
-    velocity = None
-    for i in range(_steps(sigmas)):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = call(denoiser, x, sigma, cond)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            eps_history.append((x - denoised) / sigma)
-            previous = velocity if velocity is not None else eps_history[-1]  # v_0 = eps_0: DDIM's first step
-            velocity = (1 - beta) * previous + ghvb_mix(eps_history[-order:], order, beta)
-            x = x + (sigma_next - sigma) * velocity
-        report(callback, i, x, sigma, sigma_next, denoised)
-    return x
+    velocity: list[torch.Tensor] = []  # the momentum state, empty before the first step
+
+    def advance(i, n, x, sigma, sigma_next, eps_history):
+        previous = velocity[0] if velocity else eps_history[-1]  # v_0 = eps_0: DDIM's first step
+        velocity[:] = [(1 - beta) * previous + ghvb_mix(eps_history[-order:], order, beta)]
+        return x + (sigma_next - sigma) * velocity[0]
+
+    return _eps_multistep(denoiser, x, sigmas, cond, callback, advance)
 
 
 @torch.no_grad()
@@ -345,19 +357,12 @@ def sample_heavy_ball(denoiser, x, sigmas, *, cond=None, callback=None, generato
 def sample_plms(denoiser, x, sigmas, *, cond=None, callback=None, generator=None, order: int = 4):
     """PLMS / iPNDM (Liu et al. 2022; Zhang & Chen 2023): Adams-Bashforth on eps with the DDIM
     transfer, lower-order multistep warm-up (no Runge-Kutta), one evaluation per step."""
-    eps_history: list[torch.Tensor] = []
-    for i in range(_steps(sigmas)):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = call(denoiser, x, sigma, cond)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            eps_history.append((x - denoised) / sigma)
-            k = min(order, len(eps_history))
-            eps = sum(c * e for c, e in zip(AB_COEFFICIENTS[k], eps_history[::-1]))
-            x = x + (sigma_next - sigma) * eps
-        report(callback, i, x, sigma, sigma_next, denoised)
-    return x
+
+    def advance(i, n, x, sigma, sigma_next, eps_history):
+        k = min(order, len(eps_history))
+        return x + (sigma_next - sigma) * sum(c * e for c, e in zip(AB_COEFFICIENTS[k], eps_history[::-1]))
+
+    return _eps_multistep(denoiser, x, sigmas, cond, callback, advance)
 
 
 @torch.no_grad()
@@ -406,22 +411,14 @@ def sample_deis(denoiser, x, sigmas, *, cond=None, callback=None, generator=None
     Coefficients are exact in log-sigma time, else integrated by 12-point Gauss-Legendre
     quadrature. `lower_order_final` as in the other multistep samplers (and diffusers' DEIS)."""
     time_of = time_of or torch.log
-    eps_history: list[torch.Tensor] = []
-    nodes: list[float] = []
-    n = _steps(sigmas)
-    for i in range(n):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = call(denoiser, x, sigma, cond)
-        eps_history.append((x - denoised) / sigma)
-        nodes.append(float(time_of(sigma.double())))
+
+    def advance(i, n, x, sigma, sigma_next, eps_history):
         k = _order_now(order, i, len(eps_history), n, lower_order_final)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            coefficients = _deis_coefficients(nodes[-k:][::-1], float(sigma), float(sigma_next), time_of)
-            x = x + sum(c * e for c, e in zip(coefficients, eps_history[::-1]))
-        report(callback, i, x, sigma, sigma_next, denoised)
-    return x
+        nodes = [float(time_of(s.double())) for s in sigmas[i - k + 1:i + 1].flip(0)]  # newest first
+        coefficients = _deis_coefficients(nodes, float(sigma), float(sigma_next), time_of)
+        return x + sum(c * e for c, e in zip(coefficients, eps_history[::-1]))
+
+    return _eps_multistep(denoiser, x, sigmas, cond, callback, advance)
 
 
 def _deis_coefficients(t_nodes: list[float], sigma: float, sigma_next: float, time_of) -> list[float]:
