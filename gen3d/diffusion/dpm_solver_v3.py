@@ -36,6 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gen3d.diffusion.samplers_basic import call, report
+from gen3d.diffusion.samplers_multistep import _order_now, sample_dpmpp_multistep
 
 FORMAT_VERSION = 1
 
@@ -121,9 +122,10 @@ class _Tables:
         interp = lambda v: np.stack([np.interp(self.lam, grid, c) for c in v.T], axis=1)  # noqa: E731
         self.l, s, b = interp(flat(stats.l)), interp(flat(stats.s)), interp(flat(stats.b))  # (U, D)
         self.L, self.S = _trapezoid(self.l, self.lam), _trapezoid(s, self.lam)
+        self.LS = self.L + self.S  # the exponent of I, C and the high-order integrals
         self.B = _exp_integral(-self.S, self.lam, b)
-        self.I = _exp_integral(self.L + self.S, self.lam, np.ones_like(s))
-        self.C = _exp_integral(self.L + self.S, self.lam, self.B)
+        self.I = _exp_integral(self.LS, self.lam, np.ones_like(s))
+        self.C = _exp_integral(self.LS, self.lam, self.B)
         self.index = {float(v): int(np.searchsorted(self.lam, v)) for v in step_lambdas}
         self._high: dict = {}
 
@@ -132,7 +134,7 @@ class _Tables:
         each grid interval with L+S linear there (cached)."""
         key = (i_s, i_t, k)
         if key not in self._high:
-            a = (self.L + self.S)[i_s:i_t + 1] - (self.L + self.S)[i_s]  # (P + 1, D)
+            a = self.LS[i_s:i_t + 1] - self.LS[i_s]  # (P + 1, D)
             lam = self.lam[i_s:i_t + 1] - self.lam[i_s]  # (P + 1,)
             nodes, weights = np.polynomial.legendre.leggauss(6)
             u, weights = (nodes + 1) / 2, weights / 2  # on [0, 1]
@@ -210,8 +212,6 @@ def sample_dpm_solver_v3(denoiser, x, sigmas, *, cond=None, callback=None, gener
         raise ValueError("DPM-Solver-v3 order must be 1, 2 or 3")
     if tuple(x.shape[1:]) != statistics.sample_shape:
         raise ValueError(f"statistics are for samples of shape {statistics.sample_shape}, got {tuple(x.shape[1:])}")
-    from gen3d.diffusion.samplers_multistep import _order_now
-
     n = len(sigmas) - 1
     lambdas = [float(-math.log(float(s))) for s in sigmas[:-1] if float(s) > 0]
     tables = _Tables(statistics, np.array(lambdas))
@@ -271,8 +271,6 @@ def compute_statistics(denoiser, x_T: torch.Tensor, sigma_max: float, sigma_min:
     s, b: per-dimension least squares of f' on f, f' by central differences along the grid.
     Memory: (points + 1) x N x D values.
     """
-    from gen3d.diffusion.samplers_multistep import sample_dpmpp_multistep
-
     lam_grid = torch.linspace(-math.log(sigma_max), -math.log(sigma_min), points + 1, dtype=torch.float64)
     fine = torch.linspace(float(lam_grid[0]), float(lam_grid[-1]), points * refine + 1, dtype=torch.float64)
     sigmas = torch.cat([torch.exp(-fine), torch.zeros(1, dtype=torch.float64)]).to(x_T.dtype)

@@ -48,23 +48,26 @@ def _memory_guard(memory_mb: int):
 
 def _worker_main(connection, threads: int, memory_mb: int) -> None:
     _limit_threads(threads)
-    from gen3d.stages.curate.prepare import process_asset
-
     scorers: dict = {}
     while True:
         task = connection.recv()
         if task is None:
             return
-        restore = _memory_guard(memory_mb)
-        try:
-            row = process_asset(task, _scorer(task, scorers))
-        except Exception as error:  # noqa: BLE001 - e.g. the pose model cannot load: this asset fails, not the job
-            from gen3d.stages.curate.prepare import failed_row
+        connection.send(_guarded(task, memory_mb, scorers))
 
-            row = failed_row(task, "error", f"{type(error).__name__}: {error}")
-        finally:
-            restore()
-        connection.send(row)
+
+def _guarded(task, memory_mb: int, scorers: dict) -> dict:
+    """process_asset under the memory guard; an error outside it (the pose model cannot load)
+    fails this asset, not the worker."""
+    from gen3d.stages.curate.prepare import failed_row, process_asset
+
+    restore = _memory_guard(memory_mb)
+    try:
+        return process_asset(task, _scorer(task, scorers))
+    except Exception as error:  # noqa: BLE001 - the row says why
+        return failed_row(task, "error", f"{type(error).__name__}: {error}")
+    finally:
+        restore()
 
 
 def _scorer(task, cache: dict):
@@ -147,17 +150,7 @@ class LocalPool:
 
 def _ray_process(task, threads: int, memory_mb: int):
     _limit_threads(threads)
-    from gen3d.stages.curate.prepare import process_asset
-
-    restore = _memory_guard(memory_mb)
-    try:
-        return process_asset(task, _scorer(task, _RAY_SCORERS))
-    except Exception as error:  # noqa: BLE001 - as in the local pool
-        from gen3d.stages.curate.prepare import failed_row
-
-        return failed_row(task, "error", f"{type(error).__name__}: {error}")
-    finally:
-        restore()
+    return _guarded(task, memory_mb, _RAY_SCORERS)
 
 
 _RAY_SCORERS: dict = {}

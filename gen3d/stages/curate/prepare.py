@@ -20,10 +20,11 @@ from gen3d.geometry.fields import signed_distance
 from gen3d.geometry.io import load_mesh
 from gen3d.geometry.sampling import sample_surface
 from gen3d.geometry.transform import apply_transform, normalize
-from gen3d.geometry.validate import degenerate_faces, validate_geometry
+from gen3d.geometry.validate import degenerate_faces
 from gen3d.stages.curate.config import PrepareConfig
+from gen3d.stages.curate.dedup import fingerprint
 from gen3d.stages.curate.filters import first_failure, measure
-from gen3d.utils.config import config_hash, from_dict, to_dict
+from gen3d.utils.config import from_dict
 from gen3d.utils.files import atomic_write
 
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
@@ -94,10 +95,9 @@ def process_asset(task: Task, scorer=None) -> dict:
         clock = now
 
     try:
-        mesh = load_mesh(task.path, max_faces=cfg.filters.max_faces)
+        mesh = load_mesh(task.path, max_faces=cfg.filters.max_faces)  # validates too (reason codes)
         if mesh.warnings:  # recorded per row instead of logged by each worker
             row["warnings"] = sorted({w.code for w in mesh.warnings})
-        validate_geometry(mesh, name=task.source, max_faces=cfg.filters.max_faces)
         degenerate_share = float(degenerate_faces(mesh).mean())
         row["measured"]["degenerate_share"] = round(degenerate_share, 6)
         if degenerate_share > cfg.filters.max_degenerate_share:
@@ -110,9 +110,7 @@ def process_asset(task: Task, scorer=None) -> dict:
         reason = first_failure(values, cfg.filters)
         if reason is not None:
             return {**row, "status": "rejected", "reason": reason}
-        from gen3d.stages.curate.dedup import fingerprint
-
-        print_ = fingerprint(mesh, seed)
+        signature = fingerprint(mesh, seed)
         lap("filter")
         rotation, confidence = np.eye(3), 1.0
         if cfg.pose != "none":
@@ -126,7 +124,7 @@ def process_asset(task: Task, scorer=None) -> dict:
         turn[:3, :3] = rotation
         mesh, normalization = normalize(apply_transform(mesh, turn))
         lap("align")
-        _write_outputs(task, cfg, mesh, normalization, rotation, print_, seed, row, lap)
+        _write_outputs(task, cfg, mesh, normalization, rotation, signature, seed, row, lap)
         return row
     except InputError as error:
         return {**row, "status": "rejected", "reason": error.reason, "message": error.message}
@@ -136,7 +134,7 @@ def process_asset(task: Task, scorer=None) -> dict:
         return {**row, "status": "failed", "reason": "error", "message": f"{type(error).__name__}: {error}"}
 
 
-def _write_outputs(task: Task, cfg: PrepareConfig, mesh, normalization, rotation, print_, seed, row, lap) -> None:
+def _write_outputs(task: Task, cfg: PrepareConfig, mesh, normalization, rotation, signature, seed, row, lap) -> None:
     """Write the asset folder under a temporary name, then rename it into place."""
     out = Path(task.out)
     temp = out / f".tmp-{task.id}-{os.getpid()}"
@@ -160,7 +158,7 @@ def _write_outputs(task: Task, cfg: PrepareConfig, mesh, normalization, rotation
         lap("render")
     meta = {"id": task.id, "source": task.source, "config_hash": task.config_hash, "seed": seed,
             "rotation": row["rotation"], "normalization": np.asarray(normalization).tolist(),
-            "fingerprint": [float(v) for v in print_], "row": row}
+            "fingerprint": [float(v) for v in signature], "row": row}
     (temp / "meta.json").write_text(json.dumps(meta))
     final = out / task.id
     if final.exists():  # an identical file under another name was processed already
@@ -183,14 +181,6 @@ def failed_row(task: Task, reason: str, message: str) -> dict:
     """The row of an asset whose worker was stopped (timeout, memory) or died."""
     return {"source": task.source, "id": task.id, "status": "failed", "reason": reason, "message": message,
             "split": split_of(task.id, task.source), "measured": {}, "rotation": None, "timings": {}}
-
-
-def job_config_hash(cfg: PrepareConfig) -> str:
-    return config_hash(cfg)
-
-
-def config_document(cfg: PrepareConfig) -> dict:
-    return {"config": to_dict(cfg), "config_hash": config_hash(cfg)}
 
 
 def write_json(path: Path, document) -> None:
