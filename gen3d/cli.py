@@ -103,6 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-views", type=int, default=None, help="views rendered per asset (overrides the config)")
     p.add_argument("--render-res", type=int, default=None, help="render resolution (overrides the config)")
     p.add_argument("--force", action="store_true", help="redo everything, also when the config changed")
+
+    train = sub.add_parser("train", help="train a model (resumable; torchrun for several processes)")
+    train_sub = train.add_subparsers(dest="train_command", metavar="MODEL", parser_class=_Parser)
+    p = train_sub.add_parser("vae", parents=[common], help="train the shape VAE on prepared data")
+    p.add_argument("--config", default=None, help="YAML: preset, model overrides, data, train (default: tiny)")
+    p.add_argument("--data", required=True, help="`gen3d data prepare` output folder (its train split is used)")
+    p.add_argument("--val-data", default=None, help="prepared folder for validation (default: --data's val split)")
+    p.add_argument("--out", required=True, help="run folder (resumed when it holds a checkpoint)")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
+    p.add_argument("--force", action="store_true", help="start the run over when its config changed")
+    p = train_sub.add_parser("export", parents=[common], help="write a model folder from a run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", required=True, help="model folder to write (model.safetensors + config.json)")
+    p.add_argument("--fp16", action="store_true", help="store weights in float16")
+    p.add_argument("--weights", choices=["ema", "live"], default="ema", help="EMA (default) or live weights")
+
+    evaluate = sub.add_parser("eval", help="measure a model against ground truth")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", metavar="MODEL", parser_class=_Parser)
+    p = eval_sub.add_parser("vae", parents=[common], help="reconstruct meshes through the VAE: IoU, Chamfer, F-score")
+    p.add_argument("--checkpoint", default=None, help="VAE model folder (default: the bundled tiny VAE)")
+    p.add_argument("--meshes", nargs="+", required=True, help="mesh files (normalized to the canonical frame)")
+    p.add_argument("--resolution", type=int, default=256, help="extraction grid resolution (default: 256)")
+    p.add_argument("--output", default=None, help="also write the JSON result to this file")
+    p.add_argument("--save-meshes", default=None, help="folder for the reconstructed meshes (GLB)")
     return parser
 
 
@@ -295,7 +320,49 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "convert": cmd_convert, "render": cmd_render, "doctor": cmd_doctor, "data": cmd_data}
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from gen3d.train.commands import export_model, train_vae
+
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    if args.train_command == "export":
+        folder = export_model(args.run, args.out, fp16=args.fp16, weights=args.weights)
+        _emit(args, {"ok": True, "out": str(folder)}, [f"wrote {folder}"])
+        return 0
+    if args.train_command != "vae":
+        raise UsageError("gen3d train: choose a model (vae) or export")
+    try:
+        folder = train_vae(args.config, args.data, args.out, val_data=args.val_data, device=device, force=args.force,
+                           progress=not (args.json or args.quiet), steps=args.steps, batch_size=args.batch_size)
+    except (OSError, ValueError, TypeError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise UsageError(f"gen3d train vae: {exc}") from exc
+    _emit(args, {"ok": True, "model": str(folder)}, [f"trained; EMA model in {folder}"])
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.eval_command != "vae":
+        raise UsageError("gen3d eval: choose a model (vae)")
+    from gen3d.stages.shape_vae.evaluate import evaluate_vae
+
+    result = evaluate_vae(args.checkpoint, args.meshes, resolution=args.resolution, save_meshes=args.save_meshes,
+                          progress=_progress(args, len(args.meshes), "meshes"))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+    lines = [f"{m['mesh']}: IoU {m['iou']:.3f}  Chamfer-L1 {m['chamfer_l1']:.4f}  F@0.02 {m['fscore']:.3f}"
+             for m in result["meshes"]]
+    mean = result["mean"]
+    lines.append(f"mean ({len(result['meshes'])}): IoU {mean['iou']:.3f}  Chamfer-L1 {mean['chamfer_l1']:.4f}  "
+                 f"F@0.02 {mean['fscore']:.3f}")
+    _emit(args, {"ok": True, **result}, lines)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "convert": cmd_convert, "render": cmd_render, "doctor": cmd_doctor, "data": cmd_data,
+            "train": cmd_train, "eval": cmd_eval}
 
 
 def _fail(args_json: bool, code: int, reason: str, message: str) -> int:

@@ -1,0 +1,1 @@
+"""Layers shared by gen3d models (attention blocks, embeddings)."""

@@ -1,0 +1,43 @@
+"""Meshes in and out of the D3D-VAE: encode a mesh's surface samples, decode a latent to a surface."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gen3d.geometry.sampling import sample_surface
+from gen3d.stages.shape_vae.extract import extract_dense, extract_hierarchical
+from gen3d.stages.shape_vae.model import D3DVAE
+from gen3d.types import Mesh
+
+DEFAULT_RESOLUTION = 256
+COARSE = 64  # hierarchical extraction starts here (the tiny VAE's triplane resolution)
+LOGIT_BAND = 4.0  # ... and refines cells whose logits come this close to the level (thin parts)
+
+
+def encode_mesh(vae: D3DVAE, mesh: Mesh, *, seed: int = 0, points: int | None = None) -> torch.Tensor:
+    """(1, d_z, r, 3r) posterior mode of a normalized mesh's seeded surface samples."""
+    samples = sample_surface(mesh, points or vae.config.surface_points, seed)
+    device = next(vae.parameters()).device
+    p = torch.from_numpy(samples.points.astype(np.float32))[None].to(device)  # (1, N, 3)
+    n = torch.from_numpy(samples.normals.astype(np.float32))[None].to(device)  # (1, N, 3)
+    with torch.no_grad():
+        return vae.encode(p, n).mode()
+
+
+def latent_to_mesh(vae: D3DVAE, z: torch.Tensor, *, resolution: int = DEFAULT_RESOLUTION, level: float = 0.0,
+                   method: str = "hierarchical", chunk: int = 262_144):
+    """Decode one latent (1, d_z, r, 3r) and extract the {logit > level} surface: (Mesh or None, stats)."""
+    with torch.no_grad():
+        planes = vae.decode(z)  # (1, 3, C, R, R)
+
+    def field(points: torch.Tensor) -> torch.Tensor:  # (N, 3) -> (N,)
+        return vae.query(planes, points[None])[0]
+
+    if method == "dense":
+        return extract_dense(field, resolution, level=level, device=z.device, chunk=chunk)
+    if method != "hierarchical":
+        raise ValueError(f"unknown extraction method {method!r}; choose dense or hierarchical")
+    coarse = min(COARSE, resolution)
+    return extract_hierarchical(field, resolution, level=level, coarse=coarse, band=LOGIT_BAND, device=z.device,
+                                chunk=chunk)

@@ -1,0 +1,89 @@
+"""`gen3d train ...` entry points: resolve the YAML config, guard resumes, run the loop, export weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from gen3d.errors import InputError
+from gen3d.train.loop import find_resume, train
+from gen3d.utils.checkpoint import load_pretrained, save_pretrained
+from gen3d.utils.config import load_yaml, to_dict
+
+
+def resolve_vae_config(config_path: str | Path | None, overrides: dict | None = None):
+    """The run config from YAML (`preset:` plus sections), with `train.*` overrides from the command line."""
+    from gen3d.train.vae import VAERunConfig
+
+    cfg = load_yaml(VAERunConfig, config_path) if config_path else VAERunConfig()
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setattr(cfg.train, key, value)
+    cfg.model_config()  # unknown presets or model keys fail here, before any data is read
+    return cfg
+
+
+def check_resume(run: Path, resolved: dict, force: bool) -> None:
+    """Refuse to continue a run folder whose saved config differs (unless force: then start over)."""
+    saved = run / "config.json"
+    if not saved.is_file():
+        return
+    previous = json.loads(saved.read_text())
+    if previous == resolved:
+        return
+    if not force:
+        changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+        raise InputError("config_changed", f"{run} was trained with a different config "
+                         f"(sections {', '.join(changed)}); "
+                         "use another --out, or --force to start it over")
+    import shutil
+
+    shutil.rmtree(run)
+
+
+def train_vae(config_path, data, out, *, val_data=None, device="cpu", force=False, progress=True,
+              stop_after=None, **overrides) -> Path:
+    from gen3d.train.vae import VAETask
+
+    cfg = resolve_vae_config(config_path, overrides)
+    resolved = {"task": "vae", **to_dict(cfg), "data_path": str(Path(data).resolve()),
+                "val_data_path": str(Path(val_data).resolve()) if val_data else None}
+    resolved["model"] = to_dict(cfg.model_config())
+    run = Path(out)
+    check_resume(run, json.loads(json.dumps(resolved)), force)
+    task = VAETask(cfg, data, val_data)
+    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress,
+                 stop_after=stop_after)
+
+
+def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weights: str = "ema") -> Path:
+    """Write a model folder from a run: its exported EMA model, or the live/EMA weights of its last checkpoint."""
+    run = Path(run)
+    if weights == "ema" and (run / "model" / "config.json").is_file():
+        meta = json.loads((run / "model" / "config.json").read_text())
+        state, meta = load_pretrained(run / "model", meta["model_type"])
+    else:
+        resume = find_resume(run)
+        if resume is None or not (run / "config.json").is_file():
+            raise InputError("missing_file", f"{run}: no finished model and no checkpoint to export")
+        from safetensors.torch import load_file
+
+        state = load_file(str(resume / ("ema.safetensors" if weights == "ema" else "model.safetensors")))
+        step = json.loads((resume / "state.json").read_text())["step"]
+        run_cfg = json.loads((run / "config.json").read_text())
+        meta = {"model_type": _model_type(run_cfg["task"]), "config": run_cfg["model"], "trained_steps": step}
+    extra = {"trained_steps": meta.get("trained_steps"), "weights": weights}
+    return save_pretrained(out, state, meta["model_type"], meta["config"],
+                           dtype=torch.float16 if fp16 else None, extra=extra)
+
+
+def _model_type(task: str) -> str:
+    from gen3d.stages.shape_vae.model import MODEL_TYPE as VAE_TYPE
+
+    types = {"vae": VAE_TYPE}
+    if task not in types:
+        raise InputError("unsupported_format", f"unknown training task {task!r}")
+    return types[task]
+

@@ -1,0 +1,144 @@
+"""Training task of the D3D-VAE: prepared assets -> (surface points, normals, queries, semi-continuous
+occupancy labels), BCE + KL loss, validation by occupancy IoU on held-out query points."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gen3d.errors import InputError
+from gen3d.geometry.fields import semi_continuous_occupancy
+from gen3d.stages.shape_vae.model import D3DVAE, MODEL_TYPE, PRESETS, VAEConfig
+from gen3d.train.loop import TrainConfig
+from gen3d.utils.config import from_dict
+
+
+@dataclass
+class VAEDataConfig:
+    surface_points: int = 2048  # encoder input points per shape and step (subsampled from surface.npz)
+    queries: int = 4096  # labelled query points per shape and step
+    label_band: float = 1.0 / 512  # semi-continuous band s (Direct3D: 1/512); 0 = binary labels
+    kl_weight: float = 1e-6
+    val_assets: int = 64  # validation uses at most this many assets ...
+    val_queries: int = 8192  # ... and this many query points each
+
+
+@dataclass
+class VAERunConfig:
+    """A `gen3d train vae` YAML: a preset name, model overrides, data and optimisation sections."""
+
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)
+    data: VAEDataConfig = field(default_factory=VAEDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def model_config(self) -> VAEConfig:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown VAE preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        return from_dict(VAEConfig, {**PRESETS[self.preset], **self.model}, where="model")
+
+
+def prepared_assets(folder: str | Path, split: str | None) -> list[Path]:
+    """Asset folders of a prepared dataset whose manifest row is ok (and of `split`, when given)."""
+    folder = Path(folder)
+    manifest = folder / "manifest.jsonl"
+    if not manifest.is_file():
+        raise InputError("missing_file", f"{folder}: no manifest.jsonl (not a `gen3d data prepare` output)")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    ids = sorted(r["id"] for r in rows if r["status"] == "ok" and (split is None or r["split"] == split))
+    assets = [folder / i for i in ids if (folder / i / "surface.npz").is_file()]
+    if not assets:
+        raise InputError("empty", f"{folder}: no prepared assets{f' in split {split!r}' if split else ''}")
+    return assets
+
+
+class ShapeSet:
+    """Surface samples and SDF queries of prepared assets, held in memory (float32)."""
+
+    def __init__(self, assets: list[Path]):
+        self.assets = assets
+        self.surface, self.normals, self.queries, self.sdf = [], [], [], []
+        for folder in assets:
+            with np.load(folder / "surface.npz") as s, np.load(folder / "queries.npz") as q:
+                self.surface.append(s["points"].astype(np.float32))
+                self.normals.append(s["normals"].astype(np.float32))
+                self.queries.append(q["points"].astype(np.float32))
+                self.sdf.append(q["sdf"].astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.assets)
+
+    def sample(self, index: int, seed: int, points: int, queries: int) -> tuple[np.ndarray, ...]:
+        rng = np.random.default_rng(seed)
+        s = rng.choice(len(self.surface[index]), points, replace=len(self.surface[index]) < points)
+        q = rng.choice(len(self.queries[index]), queries, replace=len(self.queries[index]) < queries)
+        return self.surface[index][s], self.normals[index][s], self.queries[index][q], self.sdf[index][q]
+
+
+def occupancy_labels(sdf: np.ndarray, band: float) -> np.ndarray:
+    """Training targets: semi-continuous (Direct3D) for band > 0, binary inside/outside for band = 0."""
+    return semi_continuous_occupancy(sdf, band) if band > 0 else (sdf < 0).astype(np.float32)
+
+
+class VAETask:
+    """The D3D-VAE on the shared loop."""
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, cfg: VAERunConfig, data: str | Path, val_data: str | Path | None = None):
+        self.cfg, self.model_cfg = cfg, cfg.model_config()
+        self.train_set = ShapeSet(prepared_assets(data, "train"))
+        val_assets = prepared_assets(val_data, None) if val_data else prepared_assets(data, "val")
+        self.val_set = ShapeSet(val_assets[: cfg.data.val_assets])
+
+    def build_model(self) -> nn.Module:
+        return D3DVAE(self.model_cfg)
+
+    def model_config(self) -> dict:
+        return asdict(self.model_cfg)
+
+    def train_size(self) -> int:
+        return len(self.train_set)
+
+    def make_batch(self, indices, seeds, device) -> dict:
+        d = self.cfg.data
+        parts = [self.train_set.sample(i, s, d.surface_points, d.queries) for i, s in zip(indices, seeds)]
+        points, normals, queries, sdf = (np.stack(x) for x in zip(*parts))
+        labels = occupancy_labels(sdf, d.label_band)
+        tensors = dict(points=points, normals=normals, queries=queries, labels=labels)
+        batch = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(device) for k, v in tensors.items()}
+        batch["seeds"] = seeds
+        return batch
+
+    def loss(self, model, batch, generator) -> tuple[torch.Tensor, dict]:
+        noise = _per_sample_noise(self.model_cfg.latent_shape, batch["seeds"], batch["points"].device)
+        logits, kl = model(batch["points"], batch["normals"], batch["queries"], noise=noise)  # (B, M), (B,)
+        bce = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+        kl = kl.mean()
+        return bce + self.cfg.data.kl_weight * kl, {"bce": bce.detach(), "kl": kl.detach()}
+
+    def validate(self, model, device) -> dict:
+        """Mean BCE (binary labels) and occupancy IoU of the posterior mode on val query points."""
+        d = self.cfg.data
+        ious, bces = [], []
+        for i in range(len(self.val_set)):
+            points, normals, queries, sdf = self.val_set.sample(i, i, d.surface_points, d.val_queries)
+            t = [torch.from_numpy(a)[None].to(device) for a in (points, normals, queries)]
+            logits = model.query(model.decode(model.encode(t[0], t[1]).mode()), t[2])[0].float().cpu()
+            inside = torch.from_numpy(sdf < 0)
+            pred = logits > 0
+            ious.append(float((pred & inside).sum()) / max(1, int((pred | inside).sum())))
+            bces.append(float(F.binary_cross_entropy_with_logits(logits, inside.float())))
+        return {"iou": float(np.mean(ious)), "bce": float(np.mean(bces))}
+
+
+def _per_sample_noise(shape: tuple, seeds: list[int], device) -> torch.Tensor:
+    """(B, *shape) latent noise drawn per sample from its stream seed, so DDP ranks and single runs agree."""
+    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(s % 2**62)) for s in seeds]
+    return torch.stack(noise).to(device)

@@ -1,0 +1,102 @@
+"""The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
+
+    python tools/recipe_tiny.py [--root runs/tiny] [--stages data vae export-vae eval-vae] [--threads 2]
+
+Stages (each skips what is already done, so re-running after an interruption resumes):
+  data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
+             -> `gen3d data prepare` into ROOT/prepared/train; val seeds -> ROOT/prepared/val
+  vae        `gen3d train vae --config configs/vae/tiny.yaml` on ROOT/prepared/train (validated on
+             ROOT/prepared/val); resumes from the run's last checkpoint
+  export-vae the EMA weights as fp16 into gen3d/weights/tiny/vae
+  eval-vae   `gen3d eval vae` of the committed files on val procedural shapes and the val real meshes
+
+The CPU budget of each stage is appended to ROOT/budget.jsonl (wall seconds, machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED_MESHES = REPO.parent / "shared" / "data" / "meshes"
+TRAIN_SHAPES = 600  # procedural train seeds, cycling through every family
+VAL_SHAPES = 50  # procedural val seeds (5 per family)
+STAGES = ("data", "vae", "export-vae", "eval-vae")
+
+
+def log_budget(root: Path, stage: str, seconds: float, **extra) -> None:
+    row = dict(stage=stage, seconds=round(seconds, 1), machine=platform.machine(), cores=os.cpu_count(),
+               date=time.strftime("%Y-%m-%d %H:%M"), **extra)
+    with open(root / "budget.jsonl", "a") as stream:
+        stream.write(json.dumps(row) + "\n")
+
+
+def gen3d(*args: str) -> None:
+    """Run a gen3d command in a child process (the same commands a user types)."""
+    command = [sys.executable, "-m", "gen3d.cli", *args]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=REPO)
+
+
+def stage_data(root: Path, threads: int) -> None:
+    from gen3d.geometry.procedural import FAMILIES, write_procedural
+
+    sources = root / "sources"
+    for split, count in (("train", TRAIN_SHAPES), ("val", VAL_SHAPES)):
+        folder = sources / split / "procedural"
+        if not (folder / "shapes.jsonl").exists():
+            write_procedural(folder, list(FAMILIES), count, seed=0, split=split)
+    real = sources / "train" / "real"  # a copy outside the repository (the job does not follow symlinks)
+    if SHARED_MESHES.is_dir() and not real.exists():
+        shutil.copytree(SHARED_MESHES, real)
+    for split in ("train", "val"):
+        gen3d("data", "prepare", str(sources / split), str(root / "prepared" / split), "--workers", str(threads))
+
+
+def stage_vae(root: Path, threads: int) -> None:
+    gen3d("--threads", str(threads), "train", "vae", "--config", "configs/vae/tiny.yaml",
+          "--data", str(root / "prepared" / "train"), "--val-data", str(root / "prepared" / "val"),
+          "--out", str(root / "vae"))
+
+
+def stage_export_vae(root: Path, threads: int) -> None:
+    gen3d("train", "export", str(root / "vae"), "--out", "gen3d/weights/tiny/vae", "--fp16")
+
+
+def stage_eval_vae(root: Path, threads: int) -> None:
+    val_meshes = sorted(str(p) for p in (root / "sources" / "val" / "procedural").glob("*.obj"))
+    gen3d("--threads", str(threads), "eval", "vae", "--meshes", *val_meshes, "--json",
+          "--output", str(root / "eval_vae_procedural.json"))
+    real = [str(SHARED_MESHES / name) for name in ("cow.obj", "teapot.obj", "rabbit.obj")]
+    gen3d("--threads", str(threads), "eval", "vae", "--meshes", *real, "--json",
+          "--output", str(root / "eval_vae_real.json"))
+
+
+RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=REPO / "runs" / "tiny")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    for stage in args.stages:
+        start = time.perf_counter()
+        RUNNERS[stage](args.root, args.threads)
+        log_budget(args.root, stage, time.perf_counter() - start, threads=args.threads)
+
+
+if __name__ == "__main__":
+    main()
