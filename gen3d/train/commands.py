@@ -25,13 +25,21 @@ def resolve_vae_config(config_path: str | Path | None, overrides: dict | None = 
     return cfg
 
 
+RESUMABLE_CHANGES = ("steps",)  # train.* keys a resumed run may change (a longer or shorter schedule)
+
+
 def check_resume(run: Path, resolved: dict, force: bool) -> None:
-    """Refuse to continue a run folder whose saved config differs (unless force: then start over)."""
+    """Refuse to continue a run folder whose saved config differs (unless force: then start over).
+    Only the run length may change on resume; the cosine schedule then follows the new length."""
     saved = run / "config.json"
     if not saved.is_file():
         return
     previous = json.loads(saved.read_text())
-    if previous == resolved:
+    comparable = {**resolved, "train": {**resolved["train"], **{k: previous.get("train", {}).get(k)
+                                                                  for k in RESUMABLE_CHANGES}}}
+    if previous == comparable:
+        if previous != resolved:
+            saved.write_text(json.dumps(resolved, indent=2) + "\n")
         return
     if not force:
         changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))

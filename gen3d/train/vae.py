@@ -3,6 +3,7 @@ occupancy labels), BCE + KL loss, validation by occupancy IoU on held-out query 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ class VAEDataConfig:
     kl_weight: float = 1e-6
     val_assets: int = 64  # validation uses at most this many assets ...
     val_queries: int = 8192  # ... and this many query points each
+    include: tuple = ()  # only assets whose manifest `source` matches one of these glob patterns (all if empty)
 
 
 @dataclass
@@ -44,17 +46,20 @@ class VAERunConfig:
         return from_dict(VAEConfig, {**PRESETS[self.preset], **self.model}, where="model")
 
 
-def prepared_assets(folder: str | Path, split: str | None) -> list[Path]:
-    """Asset folders of a prepared dataset whose manifest row is ok (and of `split`, when given)."""
+def prepared_assets(folder: str | Path, split: str | None, include: tuple = ()) -> list[Path]:
+    """Asset folders of a prepared dataset whose manifest row is ok (and of `split`, and matching one
+    of the `include` glob patterns on its source path, when given)."""
     folder = Path(folder)
     manifest = folder / "manifest.jsonl"
     if not manifest.is_file():
         raise InputError("missing_file", f"{folder}: no manifest.jsonl (not a `gen3d data prepare` output)")
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    ids = sorted(r["id"] for r in rows if r["status"] == "ok" and (split is None or r["split"] == split))
+    ids = sorted(r["id"] for r in rows if r["status"] == "ok" and (split is None or r["split"] == split)
+                 and (not include or any(fnmatch.fnmatch(r["source"], pattern) for pattern in include)))
     assets = [folder / i for i in ids if (folder / i / "surface.npz").is_file()]
     if not assets:
-        raise InputError("empty", f"{folder}: no prepared assets{f' in split {split!r}' if split else ''}")
+        raise InputError("empty", f"{folder}: no prepared assets{f' in split {split!r}' if split else ''}"
+                         f"{f' matching {list(include)}' if include else ''}")
     return assets
 
 
@@ -93,8 +98,9 @@ class VAETask:
 
     def __init__(self, cfg: VAERunConfig, data: str | Path, val_data: str | Path | None = None):
         self.cfg, self.model_cfg = cfg, cfg.model_config()
-        self.train_set = ShapeSet(prepared_assets(data, "train"))
-        val_assets = prepared_assets(val_data, None) if val_data else prepared_assets(data, "val")
+        include = tuple(cfg.data.include)
+        self.train_set = ShapeSet(prepared_assets(data, "train", include))
+        val_assets = prepared_assets(val_data, None, include) if val_data else prepared_assets(data, "val", include)
         self.val_set = ShapeSet(val_assets[: cfg.data.val_assets])
 
     def build_model(self) -> nn.Module:

@@ -1,8 +1,8 @@
 """Iso-surface extraction from an implicit field: dense (Direct3D's 513^3 grid) and hierarchical.
 
 Hierarchical (coarse-to-fine, in the spirit of Occupancy Networks' MISE): evaluate a coarse grid,
-then at each finer level evaluate only the nodes of cells whose corners straddle the level (plus a
-one-cell margin); unevaluated nodes take the trilinear value of the coarser level, which keeps the
+then at each finer level evaluate only the nodes of cells whose corners straddle the level or come
+within a band of it (a guard for parts thinner than the coarse spacing); unevaluated nodes take the trilinear value of the coarser level, which keeps the
 sign of a cell without a crossing. At every level the crossing cells are closed over: a crossing
 cell with an interpolated corner gets that corner evaluated, until every crossing cell is exact.
 Marching cubes then runs on the fine grid restricted to crossing cells, so the surface equals the
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 from skimage import measure
 
 from gen3d.types import Mesh
@@ -150,12 +149,11 @@ def _close_crossings(values, known, level, stride, counter) -> np.ndarray:
 
 def _refine(values, known, active, stride, counter):
     """Next level (stride / 2): trilinear upsampling, then exact values at the corners of the children of
-    active cells dilated by one cell."""
+    the active cells."""
     fine_values = _upsample2(values)
     fine_known = np.zeros(fine_values.shape, dtype=bool)
     fine_known[::2, ::2, ::2] = known
-    parents = ndimage.binary_dilation(active, structure=np.ones((3, 3, 3), dtype=bool))
-    children = np.repeat(np.repeat(np.repeat(parents, 2, 0), 2, 1), 2, 2)
+    children = np.repeat(np.repeat(np.repeat(active, 2, 0), 2, 1), 2, 2)
     todo = np.argwhere(_corner_nodes(children, fine_values.shape) & ~fine_known)
     fine_values[tuple(todo.T)] = counter(todo * (stride // 2))
     fine_known[tuple(todo.T)] = True
