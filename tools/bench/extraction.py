@@ -62,7 +62,8 @@ def main() -> None:
             fast, h = latent_to_mesh(vae, z, resolution=res)
             row = {"mesh": name, "resolution": res, "dense_queries": d.queries, "hier_queries": h.queries,
                    "dense_seconds": round(d.total_seconds, 3), "hier_seconds": round(h.total_seconds, 3),
-                   "query_ratio": round(d.queries / h.queries, 2), "speedup": round(d.total_seconds / h.total_seconds, 2),
+                   "query_ratio": round(d.queries / h.queries, 2),
+                   "speedup": round(d.total_seconds / h.total_seconds, 2),
                    "chamfer": chamfer_l1(dense, fast, num_samples=100_000) if dense and fast else None,
                    "components_dense": face_components(dense.faces)[0] if dense else 0,
                    "components_hier": face_components(fast.faces)[0] if fast else 0}

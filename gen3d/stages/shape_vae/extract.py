@@ -2,11 +2,12 @@
 
 Hierarchical (coarse-to-fine, in the spirit of Occupancy Networks' MISE): evaluate a coarse grid,
 then at each finer level evaluate only the nodes of cells whose corners straddle the level or come
-within a band of it (a guard for parts thinner than the coarse spacing); unevaluated nodes take the trilinear value of the coarser level, which keeps the
-sign of a cell without a crossing. At every level the crossing cells are closed over: a crossing
-cell with an interpolated corner gets that corner evaluated, until every crossing cell is exact.
-Marching cubes then runs on the fine grid restricted to crossing cells, so the surface equals the
-dense one wherever the coarse grid sees the part.
+within a band of it (a guard for parts thinner than the coarse spacing); unevaluated nodes take the
+trilinear value of the coarser level, which keeps the sign of a cell without a crossing. At every
+level the crossing cells are closed over: a crossing cell with an interpolated corner gets that
+corner evaluated, until every crossing cell is exact. Marching cubes then runs on the fine grid
+restricted to crossing cells, so the surface equals the dense one wherever the coarse levels see
+the part.
 """
 
 from __future__ import annotations
