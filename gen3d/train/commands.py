@@ -30,13 +30,17 @@ RESUMABLE_CHANGES = ("steps",)  # train.* keys a resumed run may change (a longe
 
 def check_resume(run: Path, resolved: dict, force: bool) -> None:
     """Refuse to continue a run folder whose saved config differs (unless force: then start over).
-    Only the run length may change on resume; the cosine schedule then follows the new length."""
+    Only the run length may change on resume (the cosine schedule then follows the new length); keys
+    that a newer gen3d added to a section, absent from the saved config, count as unchanged."""
     saved = run / "config.json"
     if not saved.is_file():
         return
     previous = json.loads(saved.read_text())
-    comparable = {**resolved, "train": {**resolved["train"], **{k: previous.get("train", {}).get(k)
-                                                                  for k in RESUMABLE_CHANGES}}}
+    comparable = dict(resolved)
+    for section, values in resolved.items():
+        if isinstance(values, dict) and isinstance(previous.get(section), dict):
+            comparable[section] = {k: v for k, v in values.items() if k in previous[section]}
+    comparable["train"] = {**comparable["train"], **{k: previous["train"].get(k) for k in RESUMABLE_CHANGES}}
     if previous == comparable:
         if previous != resolved:
             saved.write_text(json.dumps(resolved, indent=2) + "\n")
