@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from gen3d.train.loop import TrainConfig, learning_rate, sample_indices
@@ -130,3 +131,27 @@ def test_export_fp16_and_eval_vae_json(tmp_path, prepared_small, micro_config):
     assert 0.0 <= row["iou"] <= 1.0 and 0.0 <= row["fscore"] <= 1.0
     missing = _gen3d("eval", "vae", "--checkpoint", str(tmp_path / "nothing"), "--meshes", str(tmp_path / "torus.obj"))
     assert missing.returncode == 2 and "not a model folder" in missing.stderr
+
+
+def test_resume_guard_allows_a_new_length_and_keys_added_later(tmp_path):
+    from gen3d.errors import InputError
+    from gen3d.train.commands import check_resume
+
+    saved = {"task": "vae", "data": {"queries": 4}, "train": {"steps": 10, "lr": 1e-3}}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    longer = {"task": "vae", "data": {"queries": 4, "include": []}, "train": {"steps": 20, "lr": 1e-3}}
+    check_resume(tmp_path, longer, force=False)
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 20
+    with pytest.raises(InputError, match="train"):
+        check_resume(tmp_path, {**longer, "train": {"steps": 20, "lr": 5e-4}}, force=False)
+
+
+def test_dataset_include_patterns_select_by_source(prepared_small):
+    from gen3d.errors import InputError
+    from gen3d.train.vae import prepared_assets
+
+    rows = [json.loads(line) for line in (prepared_small / "manifest.jsonl").read_text().splitlines()]
+    tables = {r["id"] for r in rows if r["status"] == "ok" and r["source"].startswith("table_")}
+    assert {p.name for p in prepared_assets(prepared_small, None, ("table_*",))} == tables and tables
+    with pytest.raises(InputError, match="no prepared assets"):
+        prepared_assets(prepared_small, None, ("nothing_*",))
