@@ -155,3 +155,20 @@ def test_dataset_include_patterns_select_by_source(prepared_small):
     assert {p.name for p in prepared_assets(prepared_small, None, ("table_*",))} == tables and tables
     with pytest.raises(InputError, match="no prepared assets"):
         prepared_assets(prepared_small, None, ("nothing_*",))
+
+
+def test_gradient_accumulation_equals_the_whole_batch(tmp_path, prepared_small, micro_config):
+    """batch 4 in 2 micro-batches of 2 == batch 4 at once: same losses and weights (mean gradients)."""
+    runs = {}
+    for accum in (1, 2):
+        config = micro_config(steps=4, val_every=0, grad_accum=accum)
+        out = tmp_path / f"accum{accum}"
+        result = _gen3d("train", "vae", "--config", str(config), "--data", str(prepared_small), "--out", str(out), "-q")
+        assert result.returncode == 0, result.stderr
+        runs[accum] = out
+    one, two = _losses(runs[1]), _losses(runs[2])
+    np.testing.assert_allclose([two[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=1e-5)
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(runs[k] / "model" / "model.safetensors")) for k in (1, 2))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
