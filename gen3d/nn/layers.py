@@ -66,3 +66,27 @@ class TransformerBlock(nn.Module):
         ctx = self.context_norm(context) if self.context_norm is not None else None
         x = x + self.attn(self.norm(x), ctx)
         return x + self.ff(self.norm_ff(x))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10_000.0) -> torch.Tensor:
+    """(B,) timesteps -> (B, dim) sinusoidal features [cos, sin] (DDPM / DiT convention)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
+    """(height * width, dim) 2-D sine-cosine positions (MAE / DiT): half the channels encode the row,
+    half the column; tokens are ordered row-major."""
+    if dim % 4:
+        raise ValueError(f"2-D sine-cosine positions need a width divisible by 4, got {dim}")
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                                indexing="ij")
+    omega = 1.0 / 10_000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+
+    def one_axis(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.reshape(-1, 1) * omega[None]  # (HW, dim/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (HW, dim/2)
+
+    return torch.cat([one_axis(rows), one_axis(cols)], dim=1).float()  # (HW, dim)

@@ -1,0 +1,1 @@
+"""D3D-DiT: the image-conditioned diffusion transformer over triplane latents (Direct3D)."""
