@@ -85,8 +85,9 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weight
         state = load_file(str(resume / ("ema.safetensors" if weights == "ema" else "model.safetensors")))
         step = json.loads((resume / "state.json").read_text())["step"]
         run_cfg = json.loads((run / "config.json").read_text())
-        meta = {"model_type": _model_type(run_cfg["task"]), "config": run_cfg["model"], "trained_steps": step}
-    extra = {"trained_steps": meta.get("trained_steps"), "weights": weights}
+        meta = {"model_type": _model_type(run_cfg["task"]), "config": run_cfg["model"], "trained_steps": step,
+                "train_seconds": json.loads((resume / "state.json").read_text()).get("train_seconds")}
+    extra = {"trained_steps": meta.get("trained_steps"), "train_seconds": meta.get("train_seconds"), "weights": weights}
     return save_pretrained(out, state, meta["model_type"], meta["config"],
                            dtype=torch.float16 if fp16 else None, extra=extra)
 

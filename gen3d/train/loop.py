@@ -191,10 +191,11 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
         (no_decay if p.dim() < 2 or name.endswith(".tokens") else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=tuple(cfg.betas))
-    step = 0
+    step, spent = 0, 0.0  # spent: wall seconds of training up to the loaded checkpoint, over all resumes
     resume = find_resume(run)
     if resume is not None:
-        step = _load_state(resume, model, ema, optimizer)["step"]
+        state = _load_state(resume, model, ema, optimizer)
+        step, spent = state["step"], state.get("train_seconds", 0.0)
     elif rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps(resolved_config, indent=2) + "\n")
@@ -232,18 +233,20 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
             total = _mean_over_ranks(total, device)
         if step % cfg.log_every == 0 or step == end:
             metrics.write({"step": step, "loss": total, **logs, "lr": learning_rate(cfg, step - 1),
-                           "grad_norm": float(norm), "seconds": round(time.perf_counter() - clock, 3)})
+                           "grad_norm": float(norm), "train_seconds": round(spent + time.perf_counter() - clock, 2)})
         if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps) and rank == 0:
             last_val = {f"val/{k}": v for k, v in _validate_ema(task, model, ema, device).items()}
             metrics.write({"step": step, **last_val})
         if (step % cfg.checkpoint_every == 0 or step == end) and rank == 0:
-            _save_state(run / "checkpoints" / "last", model, ema, optimizer, {"step": step})
+            _save_state(run / "checkpoints" / "last", model, ema, optimizer,
+                        {"step": step, "train_seconds": round(spent + time.perf_counter() - clock, 2)})
         bar.update(1)
         bar.set_postfix(loss=f"{total:.4f}", **{k.split("/")[-1]: f"{v:.3f}" for k, v in last_val.items()})
     bar.close()
     if rank == 0 and step >= cfg.steps:
         save_pretrained(run / "model", ema, task.model_type, task.model_config(),
-                        extra={"trained_steps": step, "weights": "ema"})
+                        extra={"trained_steps": step, "weights": "ema",
+                               "train_seconds": round(spent + time.perf_counter() - clock, 1)})
     if world > 1:
         dist.barrier()
     return run / "model"
