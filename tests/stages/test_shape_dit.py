@@ -90,3 +90,17 @@ def test_condition_dropout_and_null_condition():
     assert torch.equal(zero_pixel, zero_semantic)  # both conditions dropped together
     assert 0.07 < zero_pixel.float().mean() < 0.13
     assert all(torch.count_nonzero(v) == 0 for v in null_condition(cond).values())
+
+
+def test_tiny_encoder_feeds_the_tiny_dit():
+    from gen3d.stages.shape_dit.encoders import TinyEncoderConfig, TinyImageEncoder
+
+    encoder = TinyImageEncoder(TinyEncoderConfig())
+    cond = encoder(torch.rand(2, 3, 128, 128))
+    assert cond["pixel"].shape == (2, 64, 128) and cond["semantic"].shape == (2, 65, 128)
+    assert torch.equal(cond["semantic_cls"], cond["semantic"][:, 0])
+    net = D3DDiT(preset_config("tiny", depth=1))
+    torch.nn.init.normal_(net.out.weight, std=0.02)
+    out = net(torch.randn(2, 8, 16, 48), torch.tensor([5.0, 50.0]), cond)
+    out.square().mean().backward()
+    assert encoder.stem.weight.grad is not None and encoder.stem.weight.grad.abs().sum() > 0
