@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
     p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
     p.add_argument("--force", action="store_true", help="start the run over when its config changed")
+    p = train_sub.add_parser("dit", parents=[common], help="train the image-conditioned shape DiT on prepared data")
+    p.add_argument("--config", default=None, help="YAML: preset, model, encoder, data, train (default: tiny)")
+    p.add_argument("--data", required=True, help="`gen3d data prepare` output folder with views (train split used)")
+    p.add_argument("--val-data", default=None, help="prepared folder for validation (default: --data's val split)")
+    p.add_argument("--vae", default=None, help="VAE model folder for the latent cache (default: the bundled VAE)")
+    p.add_argument("--out", required=True, help="run folder (resumed when it holds a checkpoint)")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
+    p.add_argument("--force", action="store_true", help="start the run over when its config changed")
     p = train_sub.add_parser("export", parents=[common], help="write a model folder from a run")
     p.add_argument("run", help="run folder")
     p.add_argument("--out", required=True, help="model folder to write (model.safetensors + config.json)")
@@ -323,22 +332,21 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from gen3d.train.commands import export_model, train_vae
+    from gen3d.train.commands import export_model, train_dit, train_vae
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     if args.train_command == "export":
         folder = export_model(args.run, args.out, fp16=args.fp16, weights=args.weights)
         _emit(args, {"ok": True, "out": str(folder)}, [f"wrote {folder}"])
         return 0
-    if args.train_command != "vae":
-        raise UsageError("gen3d train: choose a model (vae) or export")
-    try:
-        folder = train_vae(args.config, args.data, args.out, val_data=args.val_data, device=device, force=args.force,
-                           progress=not (args.json or args.quiet), steps=args.steps, batch_size=args.batch_size)
-    except (OSError, ValueError, TypeError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise UsageError(f"gen3d train vae: {exc}") from exc
+    if args.train_command not in ("vae", "dit"):
+        raise UsageError("gen3d train: choose a model (vae, dit) or export")
+    options = dict(val_data=args.val_data, device=device, force=args.force, progress=not (args.json or args.quiet),
+                   steps=args.steps, batch_size=args.batch_size)
+    if args.train_command == "vae":
+        folder = train_vae(args.config, args.data, args.out, **options)
+    else:
+        folder = train_dit(args.config, args.data, args.out, vae=args.vae, **options)
     _emit(args, {"ok": True, "model": str(folder)}, [f"trained; EMA model in {folder}"])
     return 0
 

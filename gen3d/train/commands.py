@@ -13,15 +13,17 @@ from gen3d.utils.checkpoint import load_pretrained, save_pretrained
 from gen3d.utils.config import load_yaml, to_dict
 
 
-def resolve_vae_config(config_path: str | Path | None, overrides: dict | None = None):
-    """The run config from YAML (`preset:` plus sections), with `train.*` overrides from the command line."""
-    from gen3d.train.vae import VAERunConfig
-
-    cfg = load_yaml(VAERunConfig, config_path) if config_path else VAERunConfig()
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            setattr(cfg.train, key, value)
-    cfg.model_config()  # unknown presets or model keys fail here, before any data is read
+def resolve_config(kind, config_path: str | Path | None, overrides: dict | None = None):
+    """The run config of class `kind` from YAML (`preset:` plus sections), with `train.*` overrides;
+    InputError `bad_config` for a missing file, unknown keys or an unknown preset."""
+    try:
+        cfg = load_yaml(kind, config_path) if config_path else kind()
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                setattr(cfg.train, key, value)
+        cfg.model_config()  # unknown presets or model keys fail here, before any data is read
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError("bad_config", f"{config_path or 'default config'}: {exc}") from exc
     return cfg
 
 
@@ -57,9 +59,9 @@ def check_resume(run: Path, resolved: dict, force: bool) -> None:
 
 def train_vae(config_path, data, out, *, val_data=None, device="cpu", force=False, progress=True,
               stop_after=None, **overrides) -> Path:
-    from gen3d.train.vae import VAETask
+    from gen3d.train.vae import VAERunConfig, VAETask
 
-    cfg = resolve_vae_config(config_path, overrides)
+    cfg = resolve_config(VAERunConfig, config_path, overrides)
     resolved = {"task": "vae", **to_dict(cfg), "data_path": str(Path(data).resolve()),
                 "val_data_path": str(Path(val_data).resolve()) if val_data else None}
     resolved["model"] = to_dict(cfg.model_config())
@@ -70,6 +72,23 @@ def train_vae(config_path, data, out, *, val_data=None, device="cpu", force=Fals
                  stop_after=stop_after)
 
 
+def train_dit(config_path, data, out, *, val_data=None, vae=None, device="cpu", force=False, progress=True,
+              **overrides) -> Path:
+    from gen3d.train.dit import DiTRunConfig, DiTTask
+
+    cfg = resolve_config(DiTRunConfig, config_path, overrides)
+    if vae is not None:
+        cfg.data.vae = str(Path(vae).resolve())
+    resolved = {"task": "dit", **to_dict(cfg), "data_path": str(Path(data).resolve()),
+                "val_data_path": str(Path(val_data).resolve()) if val_data else None}
+    resolved["model"] = to_dict(cfg.model_config())
+    run = Path(out)
+    check_resume(run, json.loads(json.dumps(resolved)), force)
+    run.mkdir(parents=True, exist_ok=True)
+    task = DiTTask(cfg, data, run / "latents.safetensors", val_data)
+    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress)
+
+
 def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weights: str = "ema") -> Path:
     """Write a model folder from a run: its exported EMA model, or the live/EMA weights of its last checkpoint."""
     run = Path(run)
@@ -78,25 +97,14 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weight
         state, meta = load_pretrained(run / "model", meta["model_type"])
     else:
         resume = find_resume(run)
-        if resume is None or not (run / "config.json").is_file():
+        if resume is None or not (run / "model_config.json").is_file():
             raise InputError("missing_file", f"{run}: no finished model and no checkpoint to export")
         from safetensors.torch import load_file
 
         state = load_file(str(resume / ("ema.safetensors" if weights == "ema" else "model.safetensors")))
         step = json.loads((resume / "state.json").read_text())["step"]
-        run_cfg = json.loads((run / "config.json").read_text())
-        meta = {"model_type": _model_type(run_cfg["task"]), "config": run_cfg["model"], "trained_steps": step,
+        meta = {**json.loads((run / "model_config.json").read_text()), "trained_steps": step,
                 "train_seconds": json.loads((resume / "state.json").read_text()).get("train_seconds")}
     extra = {"trained_steps": meta.get("trained_steps"), "train_seconds": meta.get("train_seconds"), "weights": weights}
     return save_pretrained(out, state, meta["model_type"], meta["config"],
                            dtype=torch.float16 if fp16 else None, extra=extra)
-
-
-def _model_type(task: str) -> str:
-    from gen3d.stages.shape_vae.model import MODEL_TYPE as VAE_TYPE
-
-    types = {"vae": VAE_TYPE}
-    if task not in types:
-        raise InputError("unsupported_format", f"unknown training task {task!r}")
-    return types[task]
-

@@ -199,6 +199,9 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
     elif rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps(resolved_config, indent=2) + "\n")
+    if rank == 0:  # what export needs to rebuild the model from a checkpoint
+        (run / "model_config.json").write_text(json.dumps({"model_type": task.model_type,
+                                                           "config": task.model_config()}, indent=1) + "\n")
     wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     metrics = _Metrics(run, step, enabled=rank == 0)
     bar = _progress(cfg.steps, step, enabled=progress and rank == 0)
@@ -241,7 +244,7 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
             _save_state(run / "checkpoints" / "last", model, ema, optimizer,
                         {"step": step, "train_seconds": round(spent + time.perf_counter() - clock, 2)})
         bar.update(1)
-        bar.set_postfix(loss=f"{total:.4f}", **{k.split("/")[-1]: f"{v:.3f}" for k, v in last_val.items()})
+        bar.set_postfix(loss=f"{total:.4f}", **{k.replace("/", "_"): f"{v:.3f}" for k, v in last_val.items()})
     bar.close()
     if rank == 0 and step >= cfg.steps:
         save_pretrained(run / "model", ema, task.model_type, task.model_config(),

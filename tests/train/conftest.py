@@ -16,7 +16,7 @@ def prepared_small(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("prepared")
     write_procedural(root / "src", list(FAMILIES), 10, seed=0, split="train")
-    output = OutputConfig(surface_points=2048, uniform_queries=2000, near_queries=4000, render_views=0)
+    output = OutputConfig(surface_points=2048, uniform_queries=2000, near_queries=4000, render_views=2, render_res=64)
     cfg = PrepareConfig(output=output, pose="none")
     cfg.filters.duplicate_distance = 0.0  # keep every shape
     prepare(root / "src", root / "out", cfg, workers=1)

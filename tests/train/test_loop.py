@@ -172,3 +172,12 @@ def test_gradient_accumulation_equals_the_whole_batch(tmp_path, prepared_small, 
 
     a, b = (load_file(str(runs[k] / "model" / "model.safetensors")) for k in (1, 2))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_bad_config_is_a_usage_error(tmp_path, prepared_small):
+    config = tmp_path / "bad.yaml"
+    config.write_text("preset: tiny\ntrain: {stepz: 3}\n")
+    result = _gen3d("train", "vae", "--config", str(config), "--data", str(prepared_small), "--out",
+                    str(tmp_path / "run"), "--json")
+    assert result.returncode == 2 and json.loads(result.stdout)["reason"] == "bad_config"
+    assert "stepz" in json.loads(result.stdout)["message"]

@@ -119,9 +119,22 @@ def null_condition(cond: dict) -> dict:
     return {k: torch.zeros_like(v) for k, v in cond.items()}
 
 
-def drop_conditions(cond: dict, prob: float, generator: torch.Generator | None = None) -> dict:
-    """Training-time condition dropout: per sample, both conditions zeroed together with probability prob."""
-    b = cond["pixel"].shape[0]
-    keep = (torch.rand(b, generator=generator) >= prob).to(cond["pixel"].device)  # (B,)
-    return {k: v * keep.view(-1, *([1] * (v.dim() - 1))).to(v.dtype) for k, v in cond.items()}
+class ImageConditionedDiT(nn.Module):
+    """The image -> latent denoising network: an image encoder producing the conditions and the DiT.
 
+    forward(x, t, images, keep) encodes the images, zeroes the conditions of samples whose keep is
+    False (classifier-free guidance training) and predicts; `denoise(x, t, cond)` takes conditions
+    already encoded (sampling encodes once)."""
+
+    def __init__(self, encoder: nn.Module, dit: D3DDiT):
+        super().__init__()
+        self.encoder, self.dit = encoder, dit
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, images: torch.Tensor, keep: torch.Tensor | None = None):
+        cond = self.encoder(images)
+        if keep is not None:  # (B,) bool
+            cond = {k: v * keep.view(-1, *([1] * (v.dim() - 1))).to(v.dtype) for k, v in cond.items()}
+        return self.dit(x, t, cond)
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        return self.dit(x, t, cond)
