@@ -129,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="store weights in float16")
     p.add_argument("--weights", choices=["ema", "live"], default="ema", help="EMA (default) or live weights")
 
+    p = sub.add_parser("generate", parents=[common], help="image(s) -> 3D mesh (the main job)")
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("-o", "--out", required=True, help="output file (one image) or folder (several)")
+    p.add_argument("--model", default=None, help="model folder with pipeline.json (default: the bundled tiny model)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--sampler", default=None, help="sampler name (e.g. dpmpp_2m, unipc_bh2, ddim)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, the same for every image (default: 0)")
+    p.add_argument("--faces", type=int, default=None, help="face budget of each output")
+    p.add_argument("--resolution", type=int, default=None, help="extraction grid resolution")
+    p.add_argument("--format", choices=["glb", "obj", "ply", "stl"], default=None,
+                   help="output format (default: from OUT's suffix, else glb)")
+
     evaluate = sub.add_parser("eval", help="measure a model against ground truth")
     eval_sub = evaluate.add_subparsers(dest="eval_command", metavar="MODEL", parser_class=_Parser)
     p = eval_sub.add_parser("vae", parents=[common], help="reconstruct meshes through the VAE: IoU, Chamfer, F-score")
@@ -351,6 +364,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from gen3d.geometry.export import save_mesh
+    from gen3d.pipelines.image_to_3d import ImageTo3D
+    from gen3d.utils.images import load_image
+
+    inputs = []
+    for item in map(Path, args.images):
+        inputs += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
+    if not inputs:
+        raise InputError("missing_file", f"no images in {' '.join(args.images)}")
+    single = len(inputs) == 1 and not Path(args.images[0]).is_dir()
+    out = Path(args.out)
+    fmt = args.format or (out.suffix.lower().lstrip(".") if single and out.suffix else "glb")
+    if single and out.suffix and out.suffix.lower() != f".{fmt}":
+        raise UsageError(f"--format {fmt} does not match the output name {out.name}")
+    if single and not out.suffix:
+        out = out.with_suffix(f".{fmt}")
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    pipeline = ImageTo3D.from_pretrained(args.model, device)
+    options = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, faces=args.faces,
+                   resolution=args.resolution)
+    extras = pipeline.metadata(args.seed, **options)
+    results = []
+    for path in _progress(args, len(inputs), "images")(inputs):
+        target = out if single else out / f"{path.stem}.{fmt}"
+        start = time.perf_counter()
+        try:
+            mesh = pipeline.run(load_image(path), seed=args.seed, name=path.name, **options)
+            save_mesh(mesh, target, extras)
+            results.append({"image": str(path), "ok": True, "output": str(target), "faces": mesh.num_faces,
+                            "seconds": round(time.perf_counter() - start, 3)})
+        except InputError as exc:  # a bad image does not stop the others
+            results.append({"image": str(path), "ok": False, "reason": exc.reason, "message": exc.message})
+            log.error("%s: %s: %s", path, exc.reason, exc.message)
+    failed = [r for r in results if not r["ok"]]
+    payload = {"ok": not failed, "results": results, **extras}
+    if failed and single:
+        return _fail(args.json, 2, failed[0]["reason"], failed[0]["message"])
+    _emit(args, payload, [f"{r['image']} -> {r['output']} ({r['faces']} faces, {r['seconds']:.1f} s)"
+                          for r in results if r["ok"]] + [f"{len(failed)} failed" if failed else ""])
+    return 2 if failed else 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.eval_command != "vae":
         raise UsageError("gen3d eval: choose a model (vae)")
@@ -370,7 +431,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"info": cmd_info, "convert": cmd_convert, "render": cmd_render, "doctor": cmd_doctor, "data": cmd_data,
-            "train": cmd_train, "eval": cmd_eval}
+            "train": cmd_train, "eval": cmd_eval, "generate": cmd_generate}
 
 
 def _fail(args_json: bool, code: int, reason: str, message: str) -> int:

@@ -1,0 +1,97 @@
+"""Image -> 3D (Direct3D): preprocess the image, sample a triplane latent with the image-conditioned
+DiT, decode it with the VAE, extract, clean up and fit the face budget. Untextured for now."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+import gen3d
+from gen3d.errors import InputError
+from gen3d.geometry.cleanup import cleanup, simplify
+from gen3d.geometry.transform import normalize
+from gen3d.stages.shape_dit.preprocess import prepare_image
+from gen3d.stages.shape_dit.sample import LatentSampler
+from gen3d.stages.shape_vae.mesh import latent_to_mesh
+from gen3d.stages.shape_vae.model import load_vae
+from gen3d.types import Mesh
+
+BUNDLED = Path(__file__).resolve().parents[1] / "weights" / "tiny"
+
+
+@dataclass
+class GenerationSettings:
+    """Defaults come from the model folder's pipeline.json; every field can be overridden per call."""
+
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance: float = 3.0
+    resolution: int = 128  # extraction grid
+    faces: int = 20_000  # face budget of the output
+
+
+class ImageTo3D:
+    """`ImageTo3D.from_pretrained(folder).run(image, seed=0) -> Mesh` (canonical frame, longest side 1.9)."""
+
+    def __init__(self, vae, latents: LatentSampler, settings: GenerationSettings, model_id: str):
+        self.vae, self.latents, self.settings, self.model_id = vae, latents, settings, model_id
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, device: str = "cpu") -> ImageTo3D:
+        folder = Path(folder) if folder is not None else BUNDLED
+        spec_path = folder / "pipeline.json"
+        if not spec_path.is_file():
+            raise InputError("bad_checkpoint", f"{folder}: not an image -> 3D model folder (pipeline.json is missing)")
+        spec = json.loads(spec_path.read_text())
+        settings = GenerationSettings(**spec.get("defaults", {}))
+        return cls(load_vae(folder / spec.get("vae", "vae"), device),
+                   LatentSampler.from_pretrained(folder / spec.get("dit", "dit"), device), settings,
+                   spec.get("model_id", folder.name))
+
+    def run(self, image: Image.Image, *, seed: int = 0, name: str = "image", **overrides) -> Mesh:
+        return self.run_batch([image], seed=seed, names=[name], **overrides)[0]
+
+    def run_batch(self, images: list[Image.Image], *, seed: int = 0, names: list[str] | None = None,
+                  **overrides) -> list[Mesh]:
+        """Every image with the same seed: a batch gives the meshes of single calls."""
+        s = GenerationSettings(**{**self.settings.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
+        names = names or [f"image {i}" for i in range(len(images))]
+        pixels = torch.stack([self.condition(img, n) for img, n in zip(images, names)])  # (B, 3, S, S)
+        latents = self.latents(pixels, [seed] * len(images), sampler=s.sampler, steps=s.steps, guidance=s.guidance)
+        return [self.to_mesh(z[None], s, n) for z, n in zip(latents, names)]
+
+    def condition(self, image: Image.Image, name: str) -> torch.Tensor:
+        prepared = prepare_image(image, self.latents.image_size, name=name)
+        return torch.from_numpy(prepared.image).permute(2, 0, 1)  # (3, S, S)
+
+    def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str) -> Mesh:
+        mesh, _ = latent_to_mesh(self.vae, z, resolution=s.resolution)
+        if mesh is None:
+            raise InputError("empty_result", f"{name}: the model produced no surface")
+        mesh, _ = cleanup(mesh, min_component_area=0.01)
+        if mesh.num_faces > s.faces:
+            mesh = simplify(mesh, s.faces)
+        return normalize(mesh)[0]
+
+    def metadata(self, seed: int, **overrides) -> dict:
+        """What GLB asset.extras and --json carry (CONVENTIONS)."""
+        s = {**self.settings.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
+        return {"generator": f"gen3d {gen3d.__version__}", "model_id": self.model_id, "seed": seed,
+                "sampler": s["sampler"], "steps": s["steps"], "guidance": s["guidance"]}
+
+
+def write_pipeline_spec(folder: str | Path, model_id: str, defaults: dict | None = None) -> Path:
+    """pipeline.json of a model folder holding vae/ and dit/, with the DiT's latent scale/shift copied
+    for reference (the sampler reads them from dit/config.json)."""
+    path = Path(folder) / "pipeline.json"
+    dit = json.loads((Path(folder) / "dit" / "config.json").read_text())["config"]
+    spec = {"format_version": 1, "model_id": model_id, "vae": "vae", "dit": "dit",
+            "latent_scale": dit["latent_scale"], "latent_shift": dit["latent_shift"],
+            "defaults": {**GenerationSettings().__dict__, **(defaults or {})}}
+    path.write_text(json.dumps(spec, indent=1) + "\n")
+    return path
+
