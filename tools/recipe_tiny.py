@@ -1,6 +1,7 @@
 """The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
 
-    python tools/recipe_tiny.py [--root runs/tiny] [--stages data vae export-vae eval-vae] [--threads 2]
+    python tools/recipe_tiny.py [--root runs/tiny] [--stages data vae export-vae eval-vae dit export-dit]
+                                [--threads 2]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -9,6 +10,9 @@ Stages (each skips what is already done, so re-running after an interruption res
              ROOT/prepared/val); resumes from the run's last checkpoint
   export-vae the EMA weights as fp16 into gen3d/weights/tiny/vae
   eval-vae   `gen3d eval vae` of the committed files on val procedural shapes and the val real meshes
+  dit        `gen3d train dit --config configs/dit/tiny.yaml` on latents of the committed VAE (cached in
+             the run) and the prepared views
+  export-dit the DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and gen3d/weights/tiny/pipeline.json
 
 The CPU budget of each stage is appended to ROOT/budget.jsonl (wall seconds, machine).
 """
@@ -31,7 +35,8 @@ sys.path.insert(0, str(REPO))
 SHARED_MESHES = REPO.parent / "shared" / "data" / "meshes"
 TRAIN_SHAPES = 600  # procedural train seeds, cycling through every family
 VAL_SHAPES = 50  # procedural val seeds (5 per family)
-STAGES = ("data", "vae", "export-vae", "eval-vae")
+STAGES = ("data", "vae", "export-vae", "eval-vae", "dit", "export-dit")
+WEIGHTS = REPO / "gen3d" / "weights" / "tiny"
 
 
 def log_budget(root: Path, stage: str, seconds: float, **extra) -> None:
@@ -70,7 +75,7 @@ def stage_vae(root: Path, threads: int) -> None:
 
 
 def stage_export_vae(root: Path, threads: int) -> None:
-    gen3d("train", "export", str(root / "vae"), "--out", "gen3d/weights/tiny/vae", "--fp16")
+    gen3d("train", "export", str(root / "vae"), "--out", str(WEIGHTS / "vae"), "--fp16")
 
 
 def stage_eval_vae(root: Path, threads: int) -> None:
@@ -82,7 +87,21 @@ def stage_eval_vae(root: Path, threads: int) -> None:
           "--output", str(root / "eval_vae_real.json"))
 
 
-RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae}
+def stage_dit(root: Path, threads: int) -> None:
+    gen3d("--threads", str(threads), "train", "dit", "--config", "configs/dit/tiny.yaml",
+          "--data", str(root / "prepared" / "train"), "--val-data", str(root / "prepared" / "val"),
+          "--vae", str(WEIGHTS / "vae"), "--out", str(root / "dit"))
+
+
+def stage_export_dit(root: Path, threads: int) -> None:
+    from gen3d.pipelines.image_to_3d import write_pipeline_spec
+
+    gen3d("train", "export", str(root / "dit"), "--out", str(WEIGHTS / "dit"), "--fp16")
+    write_pipeline_spec(WEIGHTS, "gen3d-tiny")
+
+
+RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
+           "dit": stage_dit, "export-dit": stage_export_dit}
 
 
 def main() -> None:
