@@ -70,9 +70,10 @@ def cache_latents(assets: list[Path], vae_folder: str, out: Path, surface_points
 def condition_image(folder: Path, view: int, size: int) -> np.ndarray:
     """(S, S, 3) uint8: a prepared view through the same preprocessing as a user's image."""
     rgb = Image.open(folder / "views" / f"{view:03d}_rgb.png").convert("RGB")
-    mask = Image.open(folder / "views" / f"{view:03d}_mask.png").convert("L")
-    rgba = Image.merge("RGBA", (*rgb.split(), mask))
-    return (prepare_image(rgba, size, name=str(folder)).image * 255).round().astype(np.uint8)
+    mask = np.asarray(Image.open(folder / "views" / f"{view:03d}_mask.png").convert("L"), np.float32) / 255.0
+    if mask.max() < 0.5:  # nothing in view: the model sees an empty (black) image
+        return np.zeros((size, size, 3), np.uint8)
+    return (prepare_image(rgb, size, name=str(folder), mask=mask).image * 255).round().astype(np.uint8)
 
 
 class DiTTask:

@@ -60,3 +60,12 @@ def test_reason_codes_for_tiny_and_empty_images():
     with pytest.raises(InputError) as empty:
         prepare_image(Image.new("RGB", (64, 64), (255, 255, 255)))
     assert empty.value.reason == "image_unreadable"
+
+
+def test_a_given_mask_is_used_even_when_the_object_fills_the_view():
+    """A rendered view whose object covers every pixel: the estimate finds no border colour, the
+    renderer's coverage mask is used instead and the object is shrunk into the margin."""
+    full = Image.new("RGB", (64, 64), (90, 160, 40))
+    out = prepare_image(full, size=50, margin=0.1, mask=np.ones((64, 64)))
+    assert out.foreground == "given"
+    assert out.mask[0, 0] == 0.0 and out.mask[25, 25] == 1.0 and abs(out.mask.mean() - 0.64) < 0.03

@@ -72,14 +72,15 @@ def _rembg_mask(rgba: np.ndarray) -> np.ndarray | None:
     return np.asarray(out, dtype=np.float32)[..., 3] / 255.0
 
 
-def prepare_image(image: Image.Image, size: int = 224, *, margin: float = 0.1,
-                  background: float = 0.0, name: str = "image") -> Prepared:
+def prepare_image(image: Image.Image, size: int = 224, *, margin: float = 0.1, background: float = 0.0,
+                  name: str = "image", mask: np.ndarray | None = None) -> Prepared:
     """Crop to the foreground, centre it, pad to a square whose side is the object's longest side over
-    (1 - 2 margin), resize to `size`, composite on `background`."""
+    (1 - 2 margin), resize to `size`, composite on `background`. A known (H, W) coverage `mask` in
+    [0, 1] (rendered views) replaces the foreground estimate."""
     if min(image.size) < MIN_SIDE:
         raise InputError("image_too_small", f"{name}: {image.width}x{image.height}, need >= {MIN_SIDE} px per side")
     rgba = to_rgba(image)
-    mask, how = foreground_mask(rgba)
+    mask, how = (np.asarray(mask, np.float32), "given") if mask is not None else foreground_mask(rgba)
     rows, cols = np.nonzero(mask > 0.5)
     if len(rows) == 0:
         raise InputError("image_unreadable", f"{name}: no foreground object found")
