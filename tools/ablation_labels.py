@@ -6,7 +6,7 @@ on shapes with thin parts, the same model and budget for every arm.
 Needs the prepared data of tools/recipe_tiny.py (stage `data`). Each arm trains
 configs/vae/ablation_thin.yaml with its label band (0 = binary, 1/512, 1/128, 1/64) into
 ROOT/ablation/<arm>, resumably, on the thin-part families (table, chair, shelf, lamp; train seeds);
-then every arm's EMA model reconstructs the val-seed meshes of those families and is scored with
+then every arm's EMA model (exported as fp16) reconstructs the val-seed meshes of those families and is scored with
 `gen3d eval vae` (volume IoU, Chamfer-L1, F-score@0.02). Prints a markdown table; JSON in
 ROOT/ablation/results.json.
 """
@@ -60,8 +60,9 @@ def evaluate_arms(root: Path, threads: int) -> list[dict]:
     for arm, band in ARMS.items():
         folder = arm_dir(root, arm)
         out = folder / "eval.json"
-        if not out.is_file():
-            gen3d("--threads", str(threads), "-q", "eval", "vae", "--checkpoint", str(folder / "model"),
+        if not out.is_file():  # scored in fp16, like the bundled model
+            gen3d("-q", "train", "export", str(folder), "--out", str(folder / "model_fp16"), "--fp16")
+            gen3d("--threads", str(threads), "-q", "eval", "vae", "--checkpoint", str(folder / "model_fp16"),
                   "--resolution", "128", "--meshes", *meshes, "--output", str(out))
         result = json.loads(out.read_text())
         steps = json.loads((folder / "model" / "config.json").read_text())["trained_steps"]
