@@ -31,7 +31,8 @@ from gen3d.geometry.transform import normalize  # noqa: E402
 from gen3d.stages.shape_vae.mesh import encode_mesh, latent_to_mesh  # noqa: E402
 from gen3d.stages.shape_vae.model import load_vae  # noqa: E402
 
-DEFAULT_SHAPES = [("table", 1_000_008), ("chair", 1_000_009), ("lamp", 1_000_010), ("shelf", 1_000_011)]  # val seeds
+DEFAULT_SHAPES = [("table", 1_000_008), ("chair", 1_000_009), ("lamp", 1_000_010), ("shelf", 1_000_011),
+                  ("cup", 1_000_006)]  # val seeds
 
 
 def inputs(paths: list[str] | None):

@@ -11,9 +11,10 @@ from gen3d.stages.shape_vae.model import D3DVAE
 from gen3d.types import Mesh
 
 DEFAULT_RESOLUTION = 256
-COARSE = 32  # hierarchical extraction starts on a 33^3 grid ...
-LOGIT_BAND = 1.0  # ... and also refines cells whose logits come this close to the level (thin parts; with
-# 0 a small lamp part was missed, with 0.5 to 2 nothing was: measured in tools/bench/extraction.py)
+COARSE = 64  # hierarchical extraction starts on a 65^3 grid (one node per tiny-VAE plane texel) ...
+LOGIT_BAND = 1.0  # ... and also refines cells whose logits come this close to the level (thin parts).
+# Measured on the bundled VAE (tools/bench/extraction.py): a 33^3 start missed small parts of a chair
+# unless the band was 4 logits wide, which cost more queries than this setting.
 
 
 def encode_mesh(vae: D3DVAE, mesh: Mesh, *, seed: int = 0, points: int | None = None) -> torch.Tensor:
