@@ -16,12 +16,11 @@ from torch import nn
 
 from gen3d.diffusion.schedules import DiscreteVP
 from gen3d.stages.shape_dit.encoders import TinyEncoderConfig, TinyImageEncoder
-from gen3d.stages.shape_dit.model import MODEL_TYPE, PRESETS, D3DDiT, DiTConfig, ImageConditionedDiT
+from gen3d.stages.shape_dit.model import MODEL_TYPE, D3DDiT, DiTConfig, ImageConditionedDiT, preset_config
 from gen3d.stages.shape_dit.preprocess import prepare_image
 from gen3d.stages.shape_vae.model import load_vae
 from gen3d.train.loop import TrainConfig
 from gen3d.train.vae import prepared_assets
-from gen3d.utils.config import from_dict
 
 
 @dataclass
@@ -43,9 +42,7 @@ class DiTRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def model_config(self) -> DiTConfig:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown DiT preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-        return from_dict(DiTConfig, {**PRESETS[self.preset], **self.model}, where="model")
+        return preset_config(self.preset, **self.model)
 
 
 def cache_latents(assets: list[Path], vae_folder: str, out: Path, surface_points: int | None = None) -> Path:

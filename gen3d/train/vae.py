@@ -15,9 +15,8 @@ from torch import nn
 
 from gen3d.errors import InputError
 from gen3d.geometry.fields import semi_continuous_occupancy
-from gen3d.stages.shape_vae.model import D3DVAE, MODEL_TYPE, PRESETS, VAEConfig
+from gen3d.stages.shape_vae.model import D3DVAE, MODEL_TYPE, VAEConfig, preset_config
 from gen3d.train.loop import TrainConfig
-from gen3d.utils.config import from_dict
 
 
 @dataclass
@@ -41,9 +40,7 @@ class VAERunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def model_config(self) -> VAEConfig:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown VAE preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-        return from_dict(VAEConfig, {**PRESETS[self.preset], **self.model}, where="model")
+        return preset_config(self.preset, **self.model)
 
 
 def prepared_assets(folder: str | Path, split: str | None, include: tuple = ()) -> list[Path]:

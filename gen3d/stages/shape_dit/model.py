@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gen3d.nn.layers import Attention, FeedForward, sincos_2d, timestep_embedding
+from gen3d.utils.config import from_dict
 
 MODEL_TYPE = "D3DDiT"
 
@@ -42,9 +43,10 @@ PRESETS = {
 
 
 def preset_config(name: str, **overrides) -> DiTConfig:
+    """The named preset with single fields overridden (unknown names and keys raise ValueError)."""
     if name not in PRESETS:
         raise ValueError(f"unknown DiT preset {name!r}; choose from {', '.join(PRESETS)}")
-    return DiTConfig(**{**PRESETS[name], **overrides})
+    return from_dict(DiTConfig, {**PRESETS[name], **overrides}, where="model")
 
 
 class DiTBlock(nn.Module):

@@ -63,9 +63,10 @@ PRESETS = {
 
 
 def preset_config(name: str, **overrides) -> VAEConfig:
+    """The named preset with single fields overridden (unknown names and keys raise ValueError)."""
     if name not in PRESETS:
         raise ValueError(f"unknown VAE preset {name!r}; choose from {', '.join(PRESETS)}")
-    return VAEConfig(**{**PRESETS[name], **overrides})
+    return from_dict(VAEConfig, {**PRESETS[name], **overrides}, where="model")
 
 
 # ------------------------------------------------------------------ triplane layout
