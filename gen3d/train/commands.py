@@ -58,7 +58,7 @@ def check_resume(run: Path, resolved: dict, force: bool) -> None:
 
 
 def train_vae(config_path, data, out, *, val_data=None, device="cpu", force=False, progress=True,
-              stop_after=None, **overrides) -> Path:
+              **overrides) -> Path:
     from gen3d.train.vae import VAERunConfig, VAETask
 
     cfg = resolve_config(VAERunConfig, config_path, overrides)
@@ -68,8 +68,7 @@ def train_vae(config_path, data, out, *, val_data=None, device="cpu", force=Fals
     run = Path(out)
     check_resume(run, json.loads(json.dumps(resolved)), force)
     task = VAETask(cfg, data, val_data)
-    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress,
-                 stop_after=stop_after)
+    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress)
 
 
 def train_dit(config_path, data, out, *, val_data=None, vae=None, device="cpu", force=False, progress=True,

@@ -121,7 +121,7 @@ class DiTTask:
         target = {"eps": noise, "x0": x0, "v": abar.sqrt() * noise - (1 - abar).sqrt() * x0}[self.model_cfg.prediction]
         return F.mse_loss(model(x_t, t.float(), images, keep).float(), target)
 
-    def loss(self, model, batch, generator) -> tuple[torch.Tensor, dict]:
+    def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
         loss = self._loss(model, batch["x0"], batch["noise"], batch["t"], batch["images"], batch["keep"])
         return loss, {}
 

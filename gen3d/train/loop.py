@@ -2,9 +2,10 @@
 accumulation, bf16 autocast on GPU, periodic validation, exact resume after a kill, torchrun DDP.
 
 A model plugs in as a `Task` (build the model, make a batch from sample indices, compute the loss,
-validate). The data order is a pure function of (seed, position in the sample stream), and every
-random draw of a step is seeded from (seed, step, rank, micro-step), so a resumed run repeats
-exactly what the uninterrupted run would have done.
+validate). The data order is a pure function of (seed, position in the sample stream), and each
+sample comes with a seed derived from its position, from which the task draws all of that sample's
+randomness; so a resumed run repeats exactly what the uninterrupted run would have done, and DDP
+ranks together repeat what one process does.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Task(Protocol):
 
     def make_batch(self, indices: list[int], seeds: list[int], device: torch.device) -> dict: ...
 
-    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]: ...
+    def loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]: ...
 
     def validate(self, model: nn.Module, device: torch.device) -> dict: ...
 
@@ -175,9 +176,9 @@ class _Metrics:
 
 
 def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dict, device: str = "cpu",
-          progress: bool = True, stop_after: int | None = None) -> Path:
+          progress: bool = True) -> Path:
     """Train `task` into run folder `run` (resuming from its last checkpoint); returns the exported
-    EMA model folder run/model. `stop_after` ends the process's work early at that step (tests)."""
+    EMA model folder run/model."""
     run, device = Path(run), torch.device(device)
     rank, world = _distributed()
     if cfg.batch_size % (world * cfg.grad_accum):
@@ -207,8 +208,7 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
     bar = _progress(cfg.steps, step, enabled=progress and rank == 0)
     last_val: dict = {}
     clock = time.perf_counter()
-    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    while step < end:
+    while step < cfg.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
@@ -217,12 +217,10 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
             start = (step * cfg.grad_accum + micro) * cfg.batch_size // cfg.grad_accum + rank * local
             indices, seeds = sample_indices(cfg.seed, task.train_size(), start, local)
             batch = task.make_batch(indices, seeds, device)
-            draw_seed = int(np.random.default_rng([cfg.seed, 2, step, rank, micro]).integers(2**62))
-            generator = torch.Generator(device).manual_seed(draw_seed)
             sync = micro == cfg.grad_accum - 1 or world == 1
             context = wrapped.no_sync() if not sync else _null()
             with context, _autocast(cfg, device):
-                loss, parts = task.loss(wrapped, batch, generator)
+                loss, parts = task.loss(wrapped, batch)
             with context:
                 (loss / cfg.grad_accum).backward()
             total += float(loss.detach()) / cfg.grad_accum
@@ -234,13 +232,13 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
         _update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
         if world > 1:
             total = _mean_over_ranks(total, device)
-        if step % cfg.log_every == 0 or step == end:
+        if step % cfg.log_every == 0 or step == cfg.steps:
             metrics.write({"step": step, "loss": total, **logs, "lr": learning_rate(cfg, step - 1),
                            "grad_norm": float(norm), "train_seconds": round(spent + time.perf_counter() - clock, 2)})
         if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps) and rank == 0:
             last_val = {f"val/{k}": v for k, v in _validate_ema(task, model, ema, device).items()}
             metrics.write({"step": step, **last_val})
-        if (step % cfg.checkpoint_every == 0 or step == end) and rank == 0:
+        if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and rank == 0:
             _save_state(run / "checkpoints" / "last", model, ema, optimizer,
                         {"step": step, "train_seconds": round(spent + time.perf_counter() - clock, 2)})
         bar.update(1)

@@ -119,7 +119,7 @@ class VAETask:
         batch["seeds"] = seeds
         return batch
 
-    def loss(self, model, batch, generator) -> tuple[torch.Tensor, dict]:
+    def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
         noise = _per_sample_noise(self.model_cfg.latent_shape, batch["seeds"], batch["points"].device)
         logits, kl = model(batch["points"], batch["normals"], batch["queries"], noise=noise)  # (B, M), (B,)
         bce = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
