@@ -49,12 +49,26 @@ def test_train_dit_micro_run_and_export(tmp_path, prepared_small, micro_vae):
     assert meta["config"]["encoder"]["image_size"] == 64 and (run / "latents.safetensors").is_file()
 
 
-def test_v_target_definition():
-    """v = sqrt(abar) eps - sqrt(1 - abar) x0, so x0 = sqrt(abar) x_t - sqrt(1 - abar) v recovers x0."""
+def test_loss_targets_v_eps_and_x0_as_defined():
+    """The task's loss is zero for a network that returns the defined target from (x_t, t) and equals
+    the target's mean square for one that returns zeros: v = sqrt(abar) eps - sqrt(1 - abar) x0."""
     from gen3d.diffusion.schedules import DiscreteVP
+    from gen3d.stages.shape_dit.model import preset_config
+    from gen3d.train.dit import DiTTask
 
-    abar = DiscreteVP.make("linear").alphas_cumprod[500].float()
-    x0, eps = torch.randn(3), torch.randn(3)
-    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
-    v = abar.sqrt() * eps - (1 - abar).sqrt() * x0
-    assert torch.allclose(abar.sqrt() * x_t - (1 - abar).sqrt() * v, x0, atol=1e-6)
+    torch.manual_seed(0)
+    x0, noise, t = torch.randn(3, 4, 4, 12), torch.randn(3, 4, 4, 12), torch.tensor([0, 400, 999])
+    abar = DiscreteVP.make("linear").alphas_cumprod[t].float().view(-1, 1, 1, 1)
+    targets = {"v": abar.sqrt() * noise - (1 - abar).sqrt() * x0, "eps": noise, "x0": x0}
+    for prediction, target in targets.items():
+        task = DiTTask.__new__(DiTTask)
+        task.schedule, task.model_cfg = DiscreteVP.make("linear"), preset_config("tiny", prediction=prediction)
+
+        def oracle(x_t, tt, images, keep, target=target):
+            assert torch.allclose(x_t, abar.sqrt() * x0 + (1 - abar).sqrt() * noise, atol=1e-6)
+            assert torch.equal(tt, t.float())
+            return target
+
+        assert float(task._loss(oracle, x0, noise, t, None, None)) < 1e-12
+        zeros = task._loss(lambda *args: torch.zeros_like(x0), x0, noise, t, None, None)
+        assert torch.isclose(zeros, target.square().mean(), rtol=1e-6)
