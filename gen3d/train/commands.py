@@ -57,16 +57,22 @@ def check_resume(run: Path, resolved: dict, force: bool) -> None:
     shutil.rmtree(run)
 
 
+def _prepare_run(task: str, cfg, data, val_data, out, force: bool) -> tuple[Path, dict]:
+    """The resolved config of a run (what config.json holds) after the resume guard passed."""
+    resolved = {"task": task, **to_dict(cfg), "data_path": str(Path(data).resolve()),
+                "val_data_path": str(Path(val_data).resolve()) if val_data else None}
+    resolved["model"] = to_dict(cfg.model_config())
+    run = Path(out)
+    check_resume(run, json.loads(json.dumps(resolved)), force)
+    return run, resolved
+
+
 def train_vae(config_path, data, out, *, val_data=None, device="cpu", force=False, progress=True,
               **overrides) -> Path:
     from gen3d.train.vae import VAERunConfig, VAETask
 
     cfg = resolve_config(VAERunConfig, config_path, overrides)
-    resolved = {"task": "vae", **to_dict(cfg), "data_path": str(Path(data).resolve()),
-                "val_data_path": str(Path(val_data).resolve()) if val_data else None}
-    resolved["model"] = to_dict(cfg.model_config())
-    run = Path(out)
-    check_resume(run, json.loads(json.dumps(resolved)), force)
+    run, resolved = _prepare_run("vae", cfg, data, val_data, out, force)
     task = VAETask(cfg, data, val_data)
     return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress)
 
@@ -78,11 +84,7 @@ def train_dit(config_path, data, out, *, val_data=None, vae=None, device="cpu", 
     cfg = resolve_config(DiTRunConfig, config_path, overrides)
     if vae is not None:
         cfg.data.vae = str(Path(vae).resolve())
-    resolved = {"task": "dit", **to_dict(cfg), "data_path": str(Path(data).resolve()),
-                "val_data_path": str(Path(val_data).resolve()) if val_data else None}
-    resolved["model"] = to_dict(cfg.model_config())
-    run = Path(out)
-    check_resume(run, json.loads(json.dumps(resolved)), force)
+    run, resolved = _prepare_run("dit", cfg, data, val_data, out, force)
     run.mkdir(parents=True, exist_ok=True)
     task = DiTTask(cfg, data, run / "latents.safetensors", val_data)
     return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress)
@@ -101,9 +103,9 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weight
         from safetensors.torch import load_file
 
         state = load_file(str(resume / ("ema.safetensors" if weights == "ema" else "model.safetensors")))
-        step = json.loads((resume / "state.json").read_text())["step"]
-        meta = {**json.loads((run / "model_config.json").read_text()), "trained_steps": step,
-                "train_seconds": json.loads((resume / "state.json").read_text()).get("train_seconds")}
+        progress = json.loads((resume / "state.json").read_text())
+        meta = {**json.loads((run / "model_config.json").read_text()), "trained_steps": progress["step"],
+                "train_seconds": progress.get("train_seconds")}
     extra = {"trained_steps": meta.get("trained_steps"), "train_seconds": meta.get("train_seconds"), "weights": weights}
     return save_pretrained(out, state, meta["model_type"], meta["config"],
                            dtype=torch.float16 if fp16 else None, extra=extra)

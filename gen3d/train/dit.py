@@ -45,12 +45,12 @@ class DiTRunConfig:
         return preset_config(self.preset, **self.model)
 
 
-def cache_latents(assets: list[Path], vae_folder: str, out: Path, surface_points: int | None = None) -> Path:
+def cache_latents(assets: list[Path], vae_folder: str, out: Path) -> Path:
     """Encode every asset's prepared surface samples once (posterior mode) into one safetensors file."""
     if out.is_file():
         return out
     vae = load_vae(vae_folder or None)
-    count = surface_points or vae.config.surface_points
+    count = vae.config.surface_points
     latents = {}
     with torch.no_grad():
         for folder in assets:

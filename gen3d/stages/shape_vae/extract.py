@@ -96,13 +96,7 @@ def extract_hierarchical(fn: QueryFn, resolution: int = 512, *, level: float = 0
         values, known = _refine(values, known, active | near, stride, counter)
         stride //= 2
         levels += 1
-    mask = np.zeros(values.shape, dtype=bool)
-    cells = np.argwhere(active)
-    for dx in (0, 1):
-        for dy in (0, 1):
-            for dz in (0, 1):
-                mask[cells[:, 0] + dx, cells[:, 1] + dy, cells[:, 2] + dz] = True
-    mesh = _marching_cubes(values, level, resolution, mask=mask)
+    mesh = _marching_cubes(values, level, resolution, mask=_corner_nodes(active, values.shape))
     return mesh, ExtractionStats(resolution, counter.queries, counter.seconds, time.perf_counter() - start, levels)
 
 

@@ -109,8 +109,8 @@ class DiagonalGaussian:
         self.mean, logvar = moments.chunk(2, dim=1)  # (B, d_z, r, 3r) each
         self.logvar = logvar.clamp(-30.0, 20.0)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+    def sample(self, noise: torch.Tensor) -> torch.Tensor:
+        """The reparameterised draw mean + std * noise, noise (B, d_z, r, 3r) standard normal."""
         return self.mean + (0.5 * self.logvar).exp() * noise
 
     def mode(self) -> torch.Tensor:
@@ -237,7 +237,7 @@ class D3DVAE(nn.Module):
     def forward(self, points, normals, queries, noise: torch.Tensor | None = None):
         """Training forward: (logits (B, M), KL (B,)) with latent mean + std * noise (the mode without noise)."""
         posterior = self.encode(points, normals)
-        z = posterior.mean if noise is None else posterior.mean + (0.5 * posterior.logvar).exp() * noise
+        z = posterior.mode() if noise is None else posterior.sample(noise)
         return self.query(self.decode(z), queries), posterior.kl()
 
     def config_dict(self) -> dict:
