@@ -219,3 +219,28 @@ def test_deis_exact_log_coefficients_match_quadrature():
     np.testing.assert_allclose(exact, quadrature, rtol=1e-10)
     to_zero = _deis_coefficients(nodes, 0.8, 0.0, torch.log)
     assert abs(sum(to_zero) + 0.8) < 1e-12 and not np.allclose(to_zero, [-0.8, 0, 0])
+
+
+@pytest.mark.parametrize("steps", [6, 10, 20])
+def test_deis_on_diffusers_sigmas_equals_diffusers_deis(steps):
+    """diffusers' DEISMultistepScheduler ends at sigma(t = 0), not 0, with first order on its last
+    step (second on the one before) under 15 steps. Given the same sigmas, gen3d's DEIS-3 makes the
+    same steps: equal up to diffusers' float32 sigmas."""
+    diffusers = pytest.importorskip("diffusers")
+    from gen3d.diffusion.schedules import DiscreteVP
+
+    schedule = DiscreteVP.make("linear")
+    gmm = GaussianMixture.random(d=16, k=6, seed=1, spread=100.0)
+    x_T = torch.randn(256, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x_T = x_T * (1 + schedule.sigma_max**2) ** 0.5
+    scheduler = diffusers.DEISMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", solver_order=3,
+                                                 timestep_spacing="trailing")
+    scheduler.set_timesteps(steps)
+    x = x_T / (1 + schedule.sigma_max**2) ** 0.5  # diffusers holds VP samples
+    for t in scheduler.timesteps:
+        sigma = schedule.t_to_sigma(torch.tensor(float(t), dtype=torch.float64))
+        x_ve = x * (1 + sigma**2).sqrt()
+        x = scheduler.step((x_ve - gmm.denoiser(x_ve, sigma)) / sigma, t, x).prev_sample
+    sigmas = scheduler.sigmas.double()  # (steps + 1,): the timesteps' sigmas, then sigma(t = 0)
+    ours = sample("deis_3", gmm.denoiser, x_T.clone(), sigmas) / (1 + sigmas[-1] ** 2).sqrt()  # VE -> VP
+    assert float((ours - x).norm() / x.norm()) < 1e-4
