@@ -1,6 +1,6 @@
 """The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
 
-    python tools/recipe_tiny.py [--root runs/tiny] [--stages data vae export-vae eval-vae dit export-dit]
+    python tools/recipe_tiny.py [--root runs/tiny] [--stages data vae export-vae eval-vae dit export-dit eval-dit]
                                 [--threads 2]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
@@ -13,6 +13,8 @@ Stages (each skips what is already done, so re-running after an interruption res
   dit        `gen3d train dit --config configs/dit/tiny.yaml` on latents of the committed VAE (cached in
              the run) and the prepared views
   export-dit the DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and gen3d/weights/tiny/pipeline.json
+  eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
+             meshes against the retrieval and mean-shape baselines -> ROOT/eval_image_to_3d.json
 
 The CPU budget of each stage is appended to ROOT/budget.jsonl (wall seconds, machine).
 """
@@ -35,7 +37,7 @@ sys.path.insert(0, str(REPO))
 SHARED_MESHES = REPO.parent / "shared" / "data" / "meshes"
 TRAIN_SHAPES = 600  # procedural train seeds, cycling through every family
 VAL_SHAPES = 50  # procedural val seeds (5 per family)
-STAGES = ("data", "vae", "export-vae", "eval-vae", "dit", "export-dit")
+STAGES = ("data", "vae", "export-vae", "eval-vae", "dit", "export-dit", "eval-dit")
 WEIGHTS = REPO / "gen3d" / "weights" / "tiny"
 
 
@@ -100,8 +102,15 @@ def stage_export_dit(root: Path, threads: int) -> None:
     write_pipeline_spec(WEIGHTS, "gen3d-tiny")
 
 
+def stage_eval_dit(root: Path, threads: int) -> None:
+    command = [sys.executable, str(REPO / "tools" / "bench" / "image_to_3d.py"), "--root", str(root),
+               "--output", str(root / "eval_image_to_3d.json")]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+
+
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
-           "dit": stage_dit, "export-dit": stage_export_dit}
+           "dit": stage_dit, "export-dit": stage_export_dit, "eval-dit": stage_eval_dit}
 
 
 def main() -> None:

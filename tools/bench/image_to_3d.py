@@ -1,16 +1,20 @@
 """Benchmark: image -> 3D quality on val renders against two baselines, and sampler choice.
 
-    python tools/bench/image_to_3d.py [--root runs/tiny] [--model DIR] [--limit 20]
-                                      [--samplers dpmpp_2m:20 unipc_bh2:10 ddim:50] [--json]
+    python tools/bench/image_to_3d.py [--root runs/tiny] [--model DIR] [--limit 50]
+                                      [--samplers dpmpp_2m:20 dpmpp_2m:10 unipc_bh2:10 ddim:10 ddim:50]
+                                      [--json] [--output FILE.json]
 
-Queries: view 0 (elevation 20, azimuth 0) of every asset in ROOT/prepared/val (val procedural seeds),
-through the same preprocessing as a user's image. Ground truth: the asset's source mesh with its
-prepared rotation and normalization. Compared in the same run:
+Two query sets, view 0 (elevation 20, azimuth 0) of each asset through the same preprocessing as a
+user's image: the val procedural seeds (ROOT/prepared/val, never trained on) and the real meshes
+the preparation split into val (ROOT/prepared/train, split "val", sources real/*). Ground truth:
+the asset's source mesh with its prepared rotation and normalization. Compared in the same run:
   - the generative model (each sampler:steps given, CFG from the model's defaults, seed 0);
   - a retrieval baseline: the training asset whose view from the same camera is closest by
     (1 - mask IoU) + mean normal-render distance, its mesh returned;
-  - the mean shape: the 0.5 level set of the mean training occupancy on a 64^3 grid.
-Reported: Chamfer-L1 and F-score@0.05 (CONVENTIONS), and seconds per image.
+  - the mean shape: the 0.5 level set of the mean training occupancy on a 48^3 grid, normalized
+    like the model's output (cached in ROOT/mean_shape_48.npy).
+Reported per set: mean Chamfer-L1 and F-score@0.05 (CONVENTIONS), seconds per image, and for each
+generative row the share of queries where it beats both baselines in Chamfer-L1.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from gen3d.geometry.fields import grid_points, marching_cubes, occupancy  # noqa: E402
 from gen3d.geometry.io import load_mesh  # noqa: E402
 from gen3d.geometry.metrics import compare_surfaces  # noqa: E402
-from gen3d.geometry.transform import apply_transform  # noqa: E402
+from gen3d.geometry.transform import apply_transform, normalize  # noqa: E402
 from gen3d.pipelines.image_to_3d import ImageTo3D  # noqa: E402
 from gen3d.train.vae import prepared_assets  # noqa: E402
 
@@ -69,12 +74,17 @@ def retrieve(query: Path, train: list[Path], cache: dict) -> Path:
     return best
 
 
-def mean_shape(train: list[Path], sources: Path, resolution: int = 64):
-    points = grid_points(resolution)
-    mean = np.zeros(len(points))
-    for asset in train:
-        mean += occupancy(prepared_mesh(asset, sources), points)
-    return marching_cubes((mean / len(train)).reshape((resolution,) * 3), level=0.5, inside="positive")
+def mean_shape(train: list[Path], sources: Path, cache: Path, resolution: int = 48):
+    if cache.is_file():
+        mean = np.load(cache)
+    else:
+        points = grid_points(resolution)
+        mean = np.zeros(len(points))
+        for asset in train:
+            mean += occupancy(prepared_mesh(asset, sources), points)
+        mean = (mean / len(train)).reshape((resolution,) * 3)
+        np.save(cache, mean)
+    return normalize(marching_cubes(mean, level=0.5, inside="positive"))[0]
 
 
 def score(prediction, truth) -> dict:
@@ -82,28 +92,23 @@ def score(prediction, truth) -> dict:
     return {"chamfer_l1": comparison.chamfer_l1, "fscore": comparison.fscore(TAU)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=REPO / "runs" / "tiny")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--samplers", nargs="+", default=["dpmpp_2m:20", "unipc_bh2:10", "ddim:50"])
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    train = [a for a in prepared_assets(args.root / "prepared" / "train", "train")
-             if json.loads((a / "meta.json").read_text())["source"].startswith("procedural/")]
-    val = prepared_assets(args.root / "prepared" / "val", None)[: args.limit]
-    train_sources, val_sources = args.root / "sources" / "train", args.root / "sources" / "val"
-    pipeline = ImageTo3D.from_pretrained(args.model)
+def query_image(asset: Path) -> Image.Image:
+    rgb = Image.open(asset / "views" / "000_rgb.png").convert("RGB")
+    return Image.merge("RGBA", (*rgb.split(), Image.open(asset / "views" / "000_mask.png").convert("L")))
+
+
+def source_of(asset: Path) -> str:
+    return json.loads((asset / "meta.json").read_text())["source"]
+
+
+def evaluate_set(queries, pipeline, samplers, train, train_sources, average) -> dict[str, list[dict]]:
+    """Per method, one row per query: Chamfer-L1, F@0.05, seconds."""
     methods: dict[str, list[dict]] = {}
-    start = time.perf_counter()
-    average = mean_shape(train, train_sources)
     cache: dict = {}
-    for asset in val:
-        truth = prepared_mesh(asset, val_sources)
-        rgb = Image.open(asset / "views" / "000_rgb.png").convert("RGB")
-        image = Image.merge("RGBA", (*rgb.split(), Image.open(asset / "views" / "000_mask.png").convert("L")))
-        for spec in args.samplers:
+    for asset, sources in queries:
+        truth = prepared_mesh(asset, sources)
+        image = query_image(asset)
+        for spec in samplers:
             name, steps = spec.split(":")
             clock = time.perf_counter()
             mesh = pipeline.run(image, seed=0, sampler=name, steps=int(steps))
@@ -114,16 +119,67 @@ def main() -> None:
         row = {**score(prepared_mesh(found, train_sources), truth), "seconds": time.perf_counter() - clock}
         methods.setdefault("retrieval", []).append(row)
         methods.setdefault("mean shape", []).append({**score(average, truth), "seconds": 0.0})
-    summary = {name: {k: float(np.mean([r[k] for r in rows])) for k in ("chamfer_l1", "fscore", "seconds")}
-               for name, rows in methods.items()}
+        print(f"  {source_of(asset)}: " + ", ".join(f"{k} {v[-1]['chamfer_l1']:.3f}" for k, v in methods.items()),
+              file=sys.stderr, flush=True)
+    return methods
+
+
+def summarize(methods: dict[str, list[dict]]) -> dict[str, dict]:
+    best_baseline = np.minimum([r["chamfer_l1"] for r in methods["retrieval"]],
+                               [r["chamfer_l1"] for r in methods["mean shape"]])
+    summary = {}
+    for name, rows in methods.items():
+        summary[name] = {k: float(np.mean([r[k] for r in rows])) for k in ("chamfer_l1", "fscore", "seconds")}
+        summary[name]["chamfer_median"] = float(np.median([r["chamfer_l1"] for r in rows]))
+        if name.startswith("gen3d"):
+            summary[name]["beats_both"] = float(np.mean(np.array([r["chamfer_l1"] for r in rows]) < best_baseline))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=REPO / "runs" / "tiny")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--limit", type=int, default=50, help="queries per set (first N)")
+    parser.add_argument("--samplers", nargs="+",
+                        default=["dpmpp_2m:20", "dpmpp_2m:10", "unipc_bh2:10", "ddim:10", "ddim:50"])
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
+    parser.add_argument("--output", type=Path, default=None, help="also write the JSON summary to this file")
+    args = parser.parse_args()
+    prepared = args.root / "prepared"
+    train = prepared_assets(prepared / "train", "train")
+    train_sources, val_sources = args.root / "sources" / "train", args.root / "sources" / "val"
+    query_sets = {
+        "val procedural seeds": [(a, val_sources) for a in prepared_assets(prepared / "val", None)[: args.limit]],
+        "val real meshes": [(a, train_sources) for a in prepared_assets(prepared / "train", "val")
+                            if source_of(a).startswith("real/")][: args.limit],
+    }
+    pipeline = ImageTo3D.from_pretrained(args.model)
+    start = time.perf_counter()
+    average = mean_shape(train, train_sources, args.root / "mean_shape_48.npy")
+    results = {}
+    for set_name, queries in query_sets.items():
+        print(f"{set_name}: {len(queries)} queries", file=sys.stderr, flush=True)
+        results[set_name] = summarize(evaluate_set(queries, pipeline, args.samplers, train, train_sources, average))
+    report = {set_name: {"queries": len(query_sets[set_name]), "methods": summary}
+              for set_name, summary in results.items()}
+    report["machine"] = {"arch": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+                         "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - start, 1)}
+    if args.output:
+        args.output.write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
-        print(json.dumps({"val_assets": len(val), "methods": summary}))
+        print(json.dumps(report))
         return
-    print(f"# image -> 3D on {len(val)} val renders, {platform.machine()}, {os.cpu_count()} cores, "
+    print(f"# image -> 3D, {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - start:.0f} s in all")
-    print("| method | Chamfer-L1 | F@0.05 | s / image |\n|---|---|---|---|")
-    for name, m in summary.items():
-        print(f"| {name} | {m['chamfer_l1']:.4f} | {m['fscore']:.3f} | {m['seconds']:.2f} |")
+    for set_name, summary in results.items():
+        print(f"\n#### {set_name} ({len(query_sets[set_name])} queries)\n")
+        print("| method | Chamfer-L1 mean | median | F@0.05 | beats both baselines | s / image |")
+        print("|---|---|---|---|---|---|")
+        for name, m in summary.items():
+            beats = f"{m['beats_both']:.0%}" if "beats_both" in m else "—"
+            print(f"| {name} | {m['chamfer_l1']:.4f} | {m['chamfer_median']:.4f} | {m['fscore']:.3f} | {beats} "
+                  f"| {m['seconds']:.2f} |")
 
 
 if __name__ == "__main__":

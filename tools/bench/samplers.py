@@ -65,6 +65,9 @@ PAIRS = {
 }
 GEN3D_ONLY = ["dpm_solver_v3", "dpm_solver_3s", "dpmpp_2s", "unipc_3_bh2", "ghvb", "deis_2", "rf_heun", "dpm_solver_3m"]
 SPACINGS = ("linspace", "trailing", "logsnr", "karras", "logsnr_trailing", "karras_trailing")
+# diffusers' DEIS has no final_sigmas_type: it always ends at sigma(t = 0) instead of 0 (no final
+# denoising). gen3d's DEIS is offered that ending too ("*_to_min": the spacing with its 0 replaced).
+EXTRA_SPACINGS = {"deis_3": ("linspace_to_min", "trailing_to_min")}
 VE_SCHEDULERS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
 
 
@@ -80,6 +83,10 @@ class Counter:
 
 
 def gen3d_sigmas(schedule: DiscreteVP, steps: int, spacing: str) -> torch.Tensor:
+    if spacing.endswith("_to_min"):
+        sigmas = gen3d_sigmas(schedule, steps, spacing.removesuffix("_to_min")).clone()
+        sigmas[-1] = schedule.sigma_min  # sigma(t = 0)
+        return sigmas
     if spacing in ("trailing", "linspace"):
         return schedule.sigmas_for_timesteps(schedule.timesteps(steps, spacing))
     # "*_trailing": the range of the trailing timesteps (down to t = T/steps - 1, not t = 0), as
@@ -162,7 +169,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
     for name in [n for n in list(PAIRS) + GEN3D_ONLY if not only or n in only]:
         options = {"statistics": statistics} if name == "dpm_solver_v3" else None
         ours = {sp: {nfe: score(run_gen3d(name, gmm, schedule, x_T, nfe, sp, options)[0], reference, gmm,
-                                ref_components) for nfe in NFES} for sp in SPACINGS}
+                                ref_components) for nfe in NFES} for sp in SPACINGS + EXTRA_SPACINGS.get(name, ())}
         peer_best, theirs = None, None
         if with_peer and name in PAIRS:
             class_name, configs = PAIRS[name]
