@@ -53,17 +53,22 @@ def _render_backends() -> dict:
 
 
 def _bundled_models() -> dict:
-    """Whether each bundled model folder loads (the shape DiT lands with the image -> 3D job)."""
+    """Whether each bundled model folder loads: the shape VAE and the image -> 3D DiT."""
     from gen3d.errors import InputError
+    from gen3d.pipelines.image_to_3d import BUNDLED
+    from gen3d.stages.shape_dit.sample import LatentSampler
     from gen3d.stages.shape_vae.model import BUNDLED_VAE, load_vae
 
-    try:
-        vae = load_vae()
-        vae_status = {"status": "ok", "path": str(BUNDLED_VAE),
-                      "parameters": sum(p.numel() for p in vae.parameters())}
-    except InputError as exc:
-        vae_status = {"status": f"not loadable: {exc.message}", "path": str(BUNDLED_VAE)}
-    return {"vae": vae_status, "dit": {"status": "not shipped yet (image -> 3D issue)"}}
+    report = {}
+    for name, folder, load in (("vae", BUNDLED_VAE, load_vae), ("dit", BUNDLED / "dit", LatentSampler.from_pretrained)):
+        try:
+            model = load(folder)
+            network = getattr(model, "net", model)
+            report[name] = {"status": "ok", "path": str(folder),
+                            "parameters": sum(p.numel() for p in network.parameters())}
+        except InputError as exc:
+            report[name] = {"status": f"not loadable: {exc.message}", "path": str(folder)}
+    return report
 
 
 def doctor_report() -> dict:

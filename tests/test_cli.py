@@ -116,6 +116,7 @@ def test_doctor_json(capsys):
     code, out, _ = run(["doctor", "--json"], capsys)
     report = json.loads(out)
     assert code == 0 and report["ok"] and "torch" in report and "cuda_available" in report
+    assert all(report["bundled_model"][name]["status"] == "ok" for name in ("vae", "dit")), report["bundled_model"]
 
 
 def test_data_procedural(capsys, tmp_path):
