@@ -101,10 +101,9 @@ def source_of(asset: Path) -> str:
     return json.loads((asset / "meta.json").read_text())["source"]
 
 
-def evaluate_set(queries, pipeline, samplers, train, train_sources, average) -> dict[str, list[dict]]:
-    """Per method, one row per query: Chamfer-L1, F@0.05, seconds."""
+def evaluate_set(queries, pipeline, samplers, train, train_sources, average, cache: dict) -> dict[str, list[dict]]:
+    """Per method, one row per query: Chamfer-L1, F@0.05, seconds (`cache`: training views, shared by the sets)."""
     methods: dict[str, list[dict]] = {}
-    cache: dict = {}
     for asset, sources in queries:
         truth = prepared_mesh(asset, sources)
         image = query_image(asset)
@@ -157,10 +156,11 @@ def main() -> None:
     pipeline = ImageTo3D.from_pretrained(args.model)
     start = time.perf_counter()
     average = mean_shape(train, train_sources, args.root / "mean_shape_48.npy")
-    results = {}
+    results, views = {}, {}
     for set_name, queries in query_sets.items():
         print(f"{set_name}: {len(queries)} queries", file=sys.stderr, flush=True)
-        results[set_name] = summarize(evaluate_set(queries, pipeline, args.samplers, train, train_sources, average))
+        results[set_name] = summarize(evaluate_set(queries, pipeline, args.samplers, train, train_sources, average,
+                                                        views))
     report = {set_name: {"queries": len(query_sets[set_name]), "methods": summary}
               for set_name, summary in results.items()}
     report["machine"] = {"arch": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
