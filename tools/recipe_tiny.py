@@ -37,7 +37,6 @@ sys.path.insert(0, str(REPO))
 SHARED_MESHES = REPO.parent / "shared" / "data" / "meshes"
 TRAIN_SHAPES = 600  # procedural train seeds, cycling through every family
 VAL_SHAPES = 50  # procedural val seeds (5 per family)
-STAGES = ("data", "vae", "export-vae", "eval-vae", "dit", "export-dit", "eval-dit")
 WEIGHTS = REPO / "gen3d" / "weights" / "tiny"
 
 
@@ -116,7 +115,7 @@ RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "tiny")
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--stages", nargs="+", choices=list(RUNNERS), default=list(RUNNERS))
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
