@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from gen3d.geometry.fields import semi_continuous_occupancy, signed_distance
@@ -131,3 +132,23 @@ def test_semi_continuous_labels_on_a_sphere():
     assert np.all((labels[near] > 0.2) & (labels[near] < 0.8))
     with pytest.raises(ValueError):
         semi_continuous_occupancy(analytic, 0.0)
+
+
+def test_default_prepared_views_frame_the_whole_canonical_cube():
+    """Every corner of the canonical cube [-0.95, 0.95]^3 projects inside every default prepared view,
+    so no normalized asset is cut off (the CONVENTIONS radius 2.5 would cut it: checked too)."""
+    from gen3d.render.cameras import orbit_cameras, transform_points
+    from gen3d.stages.curate.config import OutputConfig
+
+    out = OutputConfig()
+    corners = torch.tensor(np.array(np.meshgrid([-0.95, 0.95], [-0.95, 0.95], [-0.95, 0.95])).reshape(3, -1).T,
+                           dtype=torch.float64)  # (8, 3)
+
+    def largest_ndc(radius: float) -> float:
+        cams = orbit_cameras([out.render_elevation] * 16, list(np.arange(16) * 22.5), radius=radius,
+                             fov_deg=out.render_fov_deg, width=out.render_res, dtype=torch.float64)
+        clip = transform_points(corners, cams.world_to_clip())  # (16, 8, 4)
+        return float((clip[..., :2] / clip[..., 3:]).abs().max())
+
+    assert largest_ndc(out.render_radius) < 1.0
+    assert largest_ndc(2.5) > 1.0

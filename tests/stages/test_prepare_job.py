@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from gen3d.errors import InputError
 from gen3d.geometry.procedural import write_procedural
@@ -66,6 +67,8 @@ def test_shared_meshes_every_file_has_a_row(shared_meshes, tmp_path):
             if row["source"] in ("spot.obj", "cow.obj", "stanford-bunny.obj"):  # closed bodies have an inside
                 assert (queries["sdf"] < 0).mean() > 0.05
             assert (folder / "views" / "cameras.json").exists() and (folder / "views" / "000_rgb.png").exists()
+            mask = np.asarray(Image.open(folder / "views" / "000_mask.png"))
+            assert mask.max() > 0 and mask[[0, -1]].max() == 0 and mask[:, [0, -1]].max() == 0  # all in frame
             assert np.abs(surface["points"]).max() <= 0.951
             assert np.allclose(np.linalg.det(np.array(row["rotation"])), 1)
         else:

@@ -31,8 +31,14 @@ class OutputConfig:
     uniform_queries: int = 20_000  # uniform in [-1, 1]^3
     near_queries: int = 40_000  # surface samples + Gaussian offsets
     near_sigmas: tuple = (0.005, 0.05)  # offsets' standard deviations (half the near points each)
-    render_views: int = 4  # 0 to skip rendering
+    render_views: int = 4  # 0 to skip rendering; orbit cameras at equal azimuth steps from 0
     render_res: int = 256
+    render_elevation: float = 20.0  # degrees
+    render_fov_deg: float = 40.0  # vertical field of view (CONVENTIONS default)
+    # Orbit radius: 4.9 frames the whole canonical cube (circumsphere radius 0.95 sqrt(3) = 1.65;
+    # 1.65 / sin(20 deg) = 4.81) from any direction, so no asset is cut off by the image border.
+    # The CONVENTIONS default radius 2.5 fits only a sphere of radius 0.86 at this FOV.
+    render_radius: float = 4.9
     render_backend: str = "auto"
 
 

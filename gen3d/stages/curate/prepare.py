@@ -153,7 +153,9 @@ def _write_outputs(task: Task, cfg: PrepareConfig, mesh, normalization, rotation
         from gen3d.render.views import render_mesh, write_views
 
         count = cfg.output.render_views
-        cameras = orbit_cameras([20.0] * count, list(np.arange(count) * 360.0 / count), width=cfg.output.render_res)
+        out_cfg = cfg.output
+        cameras = orbit_cameras([out_cfg.render_elevation] * count, list(np.arange(count) * 360.0 / count),
+                                radius=out_cfg.render_radius, fov_deg=out_cfg.render_fov_deg, width=out_cfg.render_res)
         write_views(render_mesh(mesh, cameras, backend=cfg.output.render_backend), cameras, temp / "views")
         lap("render")
     meta = {"id": task.id, "source": task.source, "config_hash": task.config_hash, "seed": seed,
