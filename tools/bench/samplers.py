@@ -156,7 +156,7 @@ def pick_best(results: dict) -> str:
 
 
 def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool, search: bool = True,
-          only: list[str] | None = None) -> list[dict]:
+          only: list[str] | None = None, search_nfes: tuple = NFES) -> list[dict]:
     spec = SCHEDULES[schedule_name]
     schedule = DiscreteVP.make(spec[0], beta_start=spec[1], beta_end=spec[2])
     gmm = GaussianMixture.random(d=16, k=6, seed=gmm_seed, spread=100.0)
@@ -195,7 +195,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
             rows.append(row)
     if search:
         rows += searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed,
-                              statistics)
+                              statistics, search_nfes)
     return rows
 
 
@@ -207,18 +207,20 @@ def v3_statistics(schedule, gmm, xt_seed: int):
 
 
 def searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed,
-                  statistics) -> list[dict]:
-    """A schedule searched per NFE on 256 calibration draws disjoint from the evaluation draws
+                  statistics, nfes: tuple = NFES) -> list[dict]:
+    """A schedule searched per NFE on 1024 calibration draws disjoint from the evaluation draws
     (x_T seed + 1000), scored on the evaluation draws; DPM-Solver-v3 (with its statistics) is
-    one of the candidates."""
-    calib_z = torch.randn(256, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 1000))
+    one of the candidates, and the starts are the logSNR, Karras, uniform-time and trailing
+    spacings (so a search never starts worse than the plain rows)."""
+    calib_z = torch.randn(1024, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 1000))
     calib = calib_z * (1 + schedule.sigma_max**2) ** 0.5
     calib_ref = gmm.reference_endpoint(calib, schedule.sigma_max, 1e-3)
     rows = []
-    for nfe in NFES:
+    for nfe in nfes:
         found = search_schedule(gmm.denoiser, calib, calib_ref, nfe, schedule.sigma_max, schedule.sigma_min,
                                 iterations=300, objective="rmse",
-                                candidates=DEFAULT_CANDIDATES + (("dpm_solver_v3", {"statistics": statistics}),))
+                                candidates=DEFAULT_CANDIDATES + (("dpm_solver_v3", {"statistics": statistics}),),
+                                starts=tuple(gen3d_sigmas(schedule, nfe, sp) for sp in ("linspace", "trailing")))
         shown = {k: v for k, v in found.options.items() if k != "statistics"}
         scores = score(found.run(gmm.denoiser, x_T.clone()), reference, gmm, ref_components)
         rows.append({"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed,
@@ -256,12 +258,15 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="skip diffusers")
     parser.add_argument("--no-search", action="store_true", help="skip the searched schedules")
     parser.add_argument("--samplers", nargs="+", default=None, help="only these gen3d samplers (and their peers)")
+    parser.add_argument("--search-nfes", nargs="+", type=int, default=list(NFES),
+                        help="NFE budgets to search (each is searched independently)")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for schedule_name in args.schedules:
         rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search,
-                     args.samplers)
+                     args.samplers, tuple(args.search_nfes))
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
