@@ -211,7 +211,7 @@ def searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, 
     """A schedule searched per NFE on 1024 calibration draws disjoint from the evaluation draws
     (x_T seed + 1000), scored on the evaluation draws; DPM-Solver-v3 (with its statistics) is
     one of the candidates, and the starts are the logSNR, Karras, uniform-time and trailing
-    spacings (so a search never starts worse than the plain rows)."""
+    spacings (the bench's plain spacings for v3 and UniPC among them)."""
     calib_z = torch.randn(1024, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 1000))
     calib = calib_z * (1 + schedule.sigma_max**2) ** 0.5
     calib_ref = gmm.reference_endpoint(calib, schedule.sigma_max, 1e-3)

@@ -152,11 +152,11 @@ def _write_outputs(task: Task, cfg: PrepareConfig, mesh, normalization, rotation
         from gen3d.render.cameras import orbit_cameras
         from gen3d.render.views import render_mesh, write_views
 
-        count = cfg.output.render_views
         out_cfg = cfg.output
+        count = out_cfg.render_views
         cameras = orbit_cameras([out_cfg.render_elevation] * count, list(np.arange(count) * 360.0 / count),
                                 radius=out_cfg.render_radius, fov_deg=out_cfg.render_fov_deg, width=out_cfg.render_res)
-        write_views(render_mesh(mesh, cameras, backend=cfg.output.render_backend), cameras, temp / "views")
+        write_views(render_mesh(mesh, cameras, backend=out_cfg.render_backend), cameras, temp / "views")
         lap("render")
     meta = {"id": task.id, "source": task.source, "config_hash": task.config_hash, "seed": seed,
             "rotation": row["rotation"], "normalization": np.asarray(normalization).tolist(),
