@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=None, help="sampler name (e.g. dpmpp_2m, unipc_bh2, ddim)")
     p.add_argument("--seed", type=int, default=0, help="random seed, the same for every image (default: 0)")
     p.add_argument("--faces", type=int, default=None, help="face budget of each output")
+    p.add_argument("--samples", type=int, default=None,
+                   help="latents per image (seeds SEED, SEED+1, ...) whose mean occupancy is extracted "
+                        "(default: the model's)")
     p.add_argument("--resolution", type=int, default=None, help="extraction grid resolution")
     p.add_argument("--format", choices=["glb", "obj", "ply", "stl"], default=None,
                    help="output format (default: from OUT's suffix, else glb)")
@@ -367,6 +370,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from gen3d.pipelines.image_to_3d import ImageTo3D
     from gen3d.utils.images import load_image
 
+    if args.samples is not None and args.samples < 1:
+        raise UsageError("--samples must be >= 1")
     inputs = []
     for item in map(Path, args.images):
         inputs += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
@@ -382,7 +387,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     pipeline = ImageTo3D.from_pretrained(args.model, device)
     options = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, faces=args.faces,
-                   resolution=args.resolution)
+                   resolution=args.resolution, samples=args.samples)
     extras = pipeline.metadata(args.seed, **options)
     results = []
     for path in _progress(args, len(inputs), "images")(inputs):

@@ -114,3 +114,41 @@ def test_pipeline_api_run(micro_model, sphere_decoder, tmp_path):
     pipeline = ImageTo3D.from_pretrained(micro_model)
     mesh = pipeline.run(Image.open(_image(tmp_path / "c.png")), seed=1, faces=100)
     assert mesh.num_faces <= 100
+
+
+def test_samples_are_consecutive_seeds_and_a_batch_equals_single_calls(micro_model, monkeypatch, tmp_path):
+    """--samples N hands to_mesh the latents of seeds S..S+N-1 (as N single-seed calls make them) per image."""
+    seen = []
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
+
+    def capture(vae, z, resolution):
+        seen.append(z.clone())
+        return Mesh(vertices=sphere.vertices, faces=sphere.faces), None
+
+    monkeypatch.setattr("gen3d.pipelines.image_to_3d.latent_to_mesh", capture)
+    pipeline = ImageTo3D.from_pretrained(micro_model)
+    images = [Image.open(_image(tmp_path / "a.png")), Image.open(_image(tmp_path / "b.png", centre=(70, 70)))]
+    pipeline.run_batch(images, seed=5, samples=3)
+    batch = list(seen)
+    assert [z.shape for z in batch] == [(3, 4, 4, 12)] * 2
+    seen.clear()
+    for image in images:
+        pipeline.run(image, seed=5, samples=3)
+    assert all(torch.allclose(b, s, atol=1e-5) for b, s in zip(batch, seen))
+    seen.clear()
+    for k in range(3):
+        pipeline.run(images[1], seed=5 + k)
+    assert torch.allclose(batch[1], torch.cat(seen), atol=1e-5)
+    assert not torch.allclose(batch[1][0], batch[1][1])
+    with pytest.raises(ValueError, match="samples"):
+        pipeline.run(images[0], samples=0)
+
+
+def test_generate_samples_flag(tmp_path, micro_model, sphere_decoder, capsys):
+    image = _image(tmp_path / "cup.png")
+    code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
+                     "--samples", "2", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["samples"] == 2
+    code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
+                     "--samples", "0"])
+    assert code == 2 and "--samples" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """Hierarchical extraction against dense extraction at the same resolution (the oracle): an analytic
-field with parts thinner than the coarse grid, and a decoded VAE field of a shape with thin parts."""
+field with parts thinner than the coarse grid, and a decoded VAE field of a shape with thin parts; the
+ensemble field against its naive float64 formula."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,3 +60,19 @@ def test_decoded_vae_field_with_thin_parts(tmp_path):
     assert face_components(dense.faces)[0] == face_components(fast.faces)[0]
     assert chamfer_l1(dense, fast, num_samples=20_000) <= 1e-4
     assert fast_stats.queries < dense_stats.queries
+
+
+def test_ensemble_logits_are_the_logit_of_the_mean_probability():
+    """Oracle: logit(mean(sigmoid)) computed naively in float64; N = 1 leaves the field unchanged."""
+    from gen3d.stages.shape_vae.mesh import ensemble_logits
+
+    logits = torch.randn(5, 1000, dtype=torch.float64) * 6  # (N, M)
+    p = torch.sigmoid(logits).mean(0)
+    assert torch.allclose(ensemble_logits(logits), torch.log(p / (1 - p)), atol=1e-9)
+    assert torch.equal(ensemble_logits(logits[:1]), logits[0])
+    assert torch.allclose(ensemble_logits(logits[:1].expand(3, -1)), logits[0], atol=1e-9)  # copies: the same field
+    # far beyond where sigmoid saturates: finite, and the majority's side (2 of 3 inside -> inside)
+    extreme = torch.tensor([[200.0, -200.0], [200.0, -200.0], [-200.0, 200.0]])
+    out = ensemble_logits(extreme)
+    assert torch.isfinite(out).all() and out[0] > 0 > out[1]
+    assert torch.allclose(out, torch.tensor([np.log(2.0), -np.log(2.0)], dtype=out.dtype), atol=1e-6)

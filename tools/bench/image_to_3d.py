@@ -1,14 +1,15 @@
 """Benchmark: image -> 3D quality on val renders against two baselines, and sampler choice.
 
     python tools/bench/image_to_3d.py [--root runs/tiny] [--model DIR] [--limit 50]
-                                      [--samplers dpmpp_2m:20 dpmpp_2m:10 unipc_bh2:10 ddim:10 ddim:50]
+                                      [--samplers dpmpp_2m:20 unipc_bh2:10:4 ddim:50:1 ...]
                                       [--json] [--output FILE.json]
 
 Two query sets, view 0 (elevation 20, azimuth 0) of each asset through the same preprocessing as a
 user's image: the val procedural seeds (ROOT/prepared/val, never trained on) and the real meshes
 the preparation split into val (ROOT/prepared/train, split "val", sources real/*). Ground truth:
 the asset's source mesh with its prepared rotation and normalization. Compared in the same run:
-  - the generative model (each sampler:steps given, CFG from the model's defaults, seed 0);
+  - the generative model (each sampler:steps[:samples] given, samples = latents per image whose mean
+    occupancy is extracted, default the model's; CFG from the model's defaults; seed 0);
   - a retrieval baseline: the training asset whose view from the same camera is closest by
     (1 - mask IoU) + mean normal-render distance, its mesh returned;
   - the mean shape: the 0.5 level set of the mean training occupancy on a 48^3 grid, normalized
@@ -108,11 +109,13 @@ def evaluate_set(queries, pipeline, samplers, train, train_sources, average, cac
         truth = prepared_mesh(asset, sources)
         image = query_image(asset)
         for spec in samplers:
-            name, steps = spec.split(":")
+            name, steps, *rest = spec.split(":")
+            samples = int(rest[0]) if rest else pipeline.settings.samples
             clock = time.perf_counter()
-            mesh = pipeline.run(image, seed=0, sampler=name, steps=int(steps))
+            mesh = pipeline.run(image, seed=0, sampler=name, steps=int(steps), samples=samples)
             row = {**score(mesh, truth), "seconds": time.perf_counter() - clock}
-            methods.setdefault(f"gen3d {name} x{steps}", []).append(row)
+            methods.setdefault(f"gen3d {name} x{steps}" + (f", {samples} samples" if samples > 1 else ""),
+                               []).append(row)
         clock = time.perf_counter()
         found = retrieve(asset, train, cache)
         row = {**score(prepared_mesh(found, train_sources), truth), "seconds": time.perf_counter() - clock}
@@ -141,7 +144,8 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--limit", type=int, default=50, help="queries per set (first N)")
     parser.add_argument("--samplers", nargs="+",
-                        default=["dpmpp_2m:20", "dpmpp_2m:10", "unipc_bh2:10", "ddim:10", "ddim:50"])
+                        default=["dpmpp_2m:20:1", "unipc_bh2:10:1", "ddim:50:1", "unipc_bh2:10:4", "dpmpp_2m:20:4"],
+                        help="sampler:steps[:samples] (samples default: the model's)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON summary to this file")
     args = parser.parse_args()
