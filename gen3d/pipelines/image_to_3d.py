@@ -59,7 +59,7 @@ class ImageTo3D:
     def run_batch(self, images: list[Image.Image], *, seed: int = 0, names: list[str] | None = None,
                   **overrides) -> list[Mesh]:
         """Every image with the same seed: a batch gives the meshes of single calls."""
-        s = GenerationSettings(**{**self.settings.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
+        s = self.resolve(**overrides)
         if s.samples < 1:
             raise ValueError(f"samples must be >= 1, got {s.samples}")
         names = names or [f"image {i}" for i in range(len(images))]
@@ -86,9 +86,13 @@ class ImageTo3D:
 
     def metadata(self, seed: int, **overrides) -> dict:
         """What GLB asset.extras and --json carry (CONVENTIONS)."""
-        s = {**self.settings.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
+        s = self.resolve(**overrides)
         return {"generator": f"gen3d {gen3d.__version__}", "model_id": self.model_id, "seed": seed,
-                "sampler": s["sampler"], "steps": s["steps"], "guidance": s["guidance"], "samples": s["samples"]}
+                "sampler": s.sampler, "steps": s.steps, "guidance": s.guidance, "samples": s.samples}
+
+    def resolve(self, **overrides) -> GenerationSettings:
+        """The model's defaults with the given (non-None) overrides."""
+        return GenerationSettings(**{**self.settings.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def write_pipeline_spec(folder: str | Path, model_id: str, defaults: dict | None = None) -> Path:
