@@ -109,12 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     for model, what in (("vae", "the shape VAE"), ("dit", "the image-conditioned shape DiT (needs views)")):
         p = train_sub.add_parser(model, parents=[common], help=f"train {what} on prepared data")
         p.add_argument("--config", default=None, help=f"YAML: preset, overrides, train (configs/{model}/tiny.yaml)")
-        p.add_argument("--data", required=True, help="`gen3d data prepare` output folder (its train split is used)")
+        p.add_argument("--data", required=True, nargs="+", metavar="FOLDER",
+                       help="`gen3d data prepare` output folder(s) (their train split is used)")
         p.add_argument("--val-data", default=None, help="prepared folder for validation (default: --data's val split)")
         p.add_argument("--out", required=True, help="run folder (resumed when it holds a checkpoint)")
         p.add_argument("--steps", type=int, default=None, help="override train.steps")
         p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size")
         p.add_argument("--force", action="store_true", help="start the run over when its config changed")
+        p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                       help="fine-tune: start a new run from this model folder's weights (same model config)")
     p.add_argument("--vae", default=None, help="VAE model folder for the latent cache (default: the bundled VAE)")
     p = train_sub.add_parser("export", parents=[common], help="write a model folder from a run")
     p.add_argument("run", help="run folder")
@@ -350,8 +353,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.train_command not in ("vae", "dit"):
         raise UsageError("gen3d train: choose a model (vae, dit) or export")
-    options = dict(val_data=args.val_data, device=device, force=args.force, progress=not (args.json or args.quiet),
-                   steps=args.steps, batch_size=args.batch_size)
+    options = dict(val_data=args.val_data, init_from=args.init_from, device=device, force=args.force,
+                   progress=not (args.json or args.quiet), steps=args.steps, batch_size=args.batch_size)
     if args.train_command == "vae":
         folder = train_vae(args.config, args.data, args.out, **options)
     else:

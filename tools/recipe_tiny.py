@@ -1,7 +1,7 @@
 """The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
 
-    python tools/recipe_tiny.py [--root runs/tiny] [--stages data vae export-vae eval-vae dit export-dit eval-dit]
-                                [--threads 2]
+    python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
+        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit eval-dit]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -11,10 +11,16 @@ Stages (each skips what is already done, so re-running after an interruption res
   export-vae the EMA weights as fp16 into gen3d/weights/tiny/vae
   eval-vae   `gen3d eval vae` of the committed files on val procedural shapes and the val real meshes
   dit        `gen3d train dit --config configs/dit/tiny.yaml` on latents of the committed VAE (cached in
-             the run) and the prepared views
-  export-dit the DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and gen3d/weights/tiny/pipeline.json
+             the run) and the prepared views -> ROOT/dit (phase one)
+  data-extra 1,200 more procedural train seeds (600..1799) -> `gen3d data prepare` into
+             ROOT/prepared/train_extra (prepared apart, so the VAE's data above stays as it was)
+  dit-finetune `gen3d train dit --config configs/dit/tiny_finetune.yaml --init-from ROOT/dit/model` on
+             ROOT/prepared/train + ROOT/prepared/train_extra -> ROOT/dit_finetune (phase two)
+  export-dit the phase-two DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and
+             gen3d/weights/tiny/pipeline.json
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
-             meshes against the retrieval and mean-shape baselines -> ROOT/eval_image_to_3d.json
+             meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
+             -> ROOT/eval_image_to_3d.json
 
 The CPU budget of each stage is appended to ROOT/budget.jsonl (wall seconds, machine).
 """
@@ -37,6 +43,7 @@ sys.path.insert(0, str(REPO))
 SHARED_MESHES = REPO.parent / "shared" / "data" / "meshes"
 TRAIN_SHAPES = 600  # procedural train seeds, cycling through every family
 VAL_SHAPES = 50  # procedural val seeds (5 per family)
+EXTRA_TRAIN_SHAPES = 1200  # more procedural train seeds (after the first TRAIN_SHAPES) for the DiT's phase two
 WEIGHTS = REPO / "gen3d" / "weights" / "tiny"
 
 
@@ -94,6 +101,23 @@ def stage_dit(root: Path, threads: int) -> None:
           "--vae", str(WEIGHTS / "vae"), "--out", str(root / "dit"))
 
 
+def stage_data_extra(root: Path, threads: int) -> None:
+    from gen3d.geometry.procedural import FAMILIES, write_procedural
+
+    folder = root / "sources" / "train_extra" / "procedural"
+    if not (folder / "shapes.jsonl").exists():
+        write_procedural(folder, list(FAMILIES), EXTRA_TRAIN_SHAPES, seed=TRAIN_SHAPES, split="train")
+    gen3d("data", "prepare", str(root / "sources" / "train_extra"), str(root / "prepared" / "train_extra"),
+          "--workers", str(threads))
+
+
+def stage_dit_finetune(root: Path, threads: int) -> None:
+    gen3d("--threads", str(threads), "train", "dit", "--config", "configs/dit/tiny_finetune.yaml",
+          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
+          "--val-data", str(root / "prepared" / "val"), "--vae", str(WEIGHTS / "vae"),
+          "--init-from", str(root / "dit" / "model"), "--out", str(root / "dit_finetune"))
+
+
 # Generation defaults of the bundled model (docs/image_to_3d.md): UniPC x10 scores like DPM++(2M) x20
 # and DDIM x50 in the benchmark with fewer evaluations; 4 samples scored <= 1 sample on 30 held-out
 # train-split "val" procedural shapes (not the benchmark's queries) and in the benchmark.
@@ -103,7 +127,7 @@ TINY_DEFAULTS = {"sampler": "unipc_bh2", "steps": 10, "guidance": 1.5, "samples"
 def stage_export_dit(root: Path, threads: int) -> None:
     from gen3d.pipelines.image_to_3d import write_pipeline_spec
 
-    gen3d("train", "export", str(root / "dit"), "--out", str(WEIGHTS / "dit"), "--fp16")
+    gen3d("train", "export", str(root / "dit_finetune"), "--out", str(WEIGHTS / "dit"), "--fp16")
     write_pipeline_spec(WEIGHTS, "gen3d-tiny", TINY_DEFAULTS)
 
 
@@ -115,7 +139,8 @@ def stage_eval_dit(root: Path, threads: int) -> None:
 
 
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
-           "dit": stage_dit, "export-dit": stage_export_dit, "eval-dit": stage_eval_dit}
+           "dit": stage_dit, "data-extra": stage_data_extra, "dit-finetune": stage_dit_finetune,
+           "export-dit": stage_export_dit, "eval-dit": stage_eval_dit}
 
 
 def main() -> None:

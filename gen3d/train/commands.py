@@ -9,7 +9,7 @@ import torch
 
 from gen3d.errors import InputError
 from gen3d.train.loop import find_resume, train
-from gen3d.utils.checkpoint import load_pretrained, save_pretrained
+from gen3d.utils.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from gen3d.utils.config import load_yaml, to_dict
 
 
@@ -57,37 +57,68 @@ def check_resume(run: Path, resolved: dict, force: bool) -> None:
     shutil.rmtree(run)
 
 
-def _prepare_run(task: str, cfg, data, val_data, out, force: bool) -> tuple[Path, dict]:
+def _prepare_run(task: str, cfg, data, val_data, out, force: bool, init_from=None) -> tuple[Path, dict]:
     """The resolved config of a run (what config.json holds) after the resume guard passed."""
-    resolved = {"task": task, **to_dict(cfg), "data_path": str(Path(data).resolve()),
+    folders = [data] if isinstance(data, (str, Path)) else list(data)
+    paths = [str(Path(folder).resolve()) for folder in folders]
+    resolved = {"task": task, **to_dict(cfg), "data_path": paths[0] if len(paths) == 1 else paths,
                 "val_data_path": str(Path(val_data).resolve()) if val_data else None}
+    if init_from is not None:  # only when given, so that runs saved before the option still resume
+        resolved["init_from"] = str(Path(init_from).resolve())
     resolved["model"] = to_dict(cfg.model_config())
     run = Path(out)
     check_resume(run, json.loads(json.dumps(resolved)), force)
     return run, resolved
 
 
-def train_vae(config_path, data, out, *, val_data=None, device="cpu", force=False, progress=True,
-              **overrides) -> Path:
+def _init_weights(init_from, model_type: str, expected: dict) -> tuple[dict | None, dict | None]:
+    """(state dict, config) of the model folder a fine-tuning run starts from; its model config must
+    equal the run's (InputError `config_changed` naming the differing keys)."""
+    if init_from is None:
+        return None, None
+    try:
+        state, meta = load_pretrained(init_from, model_type)
+    except CheckpointError as exc:
+        raise InputError("bad_checkpoint", f"--init-from {init_from}: {exc}") from exc
+    config = meta["config"]
+    as_json = lambda value: json.loads(json.dumps(value))  # noqa: E731  (tuples and lists compare alike)
+    differing = sorted(k for k in expected if as_json(config.get(k)) != as_json(expected[k]))
+    if differing:
+        raise InputError("config_changed", f"--init-from {init_from}: its model differs from the config's "
+                         f"({', '.join(differing)})")
+    return state, config
+
+
+def train_vae(config_path, data, out, *, val_data=None, init_from=None, device="cpu", force=False,
+              progress=True, **overrides) -> Path:
+    from gen3d.stages.shape_vae.model import MODEL_TYPE as VAE_TYPE
     from gen3d.train.vae import VAERunConfig, VAETask
 
     cfg = resolve_config(VAERunConfig, config_path, overrides)
-    run, resolved = _prepare_run("vae", cfg, data, val_data, out, force)
+    run, resolved = _prepare_run("vae", cfg, data, val_data, out, force, init_from)
+    state, _ = _init_weights(init_from, VAE_TYPE, to_dict(cfg.model_config()))
     task = VAETask(cfg, data, val_data)
-    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress)
+    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress, init_state=state)
 
 
-def train_dit(config_path, data, out, *, val_data=None, vae=None, device="cpu", force=False, progress=True,
-              **overrides) -> Path:
+def train_dit(config_path, data, out, *, val_data=None, vae=None, init_from=None, device="cpu", force=False,
+              progress=True, **overrides) -> Path:
+    """`init_from`: a DiT model folder to fine-tune (same model config; its latent shift/scale are kept)."""
+    from dataclasses import asdict
+
+    from gen3d.train.dit import MODEL_TYPE as DIT_TYPE
     from gen3d.train.dit import DiTRunConfig, DiTTask
 
     cfg = resolve_config(DiTRunConfig, config_path, overrides)
     if vae is not None:
         cfg.data.vae = str(Path(vae).resolve())
-    run, resolved = _prepare_run("dit", cfg, data, val_data, out, force)
+    run, resolved = _prepare_run("dit", cfg, data, val_data, out, force, init_from)
+    state, config = _init_weights(init_from, DIT_TYPE, {"dit": asdict(cfg.model_config()),
+                                                        "encoder": asdict(cfg.encoder), "schedule": cfg.data.schedule})
     run.mkdir(parents=True, exist_ok=True)
-    task = DiTTask(cfg, data, run / "latents.safetensors", val_data)
-    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress)
+    norm = (config["latent_shift"], config["latent_scale"]) if config else None
+    task = DiTTask(cfg, data, run / "latents.safetensors", val_data, latent_norm=norm)
+    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress, init_state=state)
 
 
 def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weights: str = "ema") -> Path:

@@ -46,21 +46,23 @@ class DiTRunConfig:
 
 
 def cache_latents(assets: list[Path], vae_folder: str, out: Path) -> Path:
-    """Encode every asset's prepared surface samples once (posterior mode) into one safetensors file."""
-    if out.is_file():
+    """Encode every asset's prepared surface samples once (posterior mode) into one safetensors file;
+    assets the file lacks (a dataset grown since) are encoded and added."""
+    latents = load_file(str(out)) if out.is_file() else {}
+    missing = [folder for folder in assets if folder.name not in latents]
+    if not missing:
         return out
     vae = load_vae(vae_folder or None)
     count = vae.config.surface_points
-    latents = {}
     with torch.no_grad():
-        for folder in assets:
+        for folder in missing:
             with np.load(folder / "surface.npz") as s:
                 pick = np.random.default_rng(0).choice(len(s["points"]), count, replace=False)
                 p, n = (torch.from_numpy(s[k][pick].astype(np.float32))[None] for k in ("points", "normals"))
             latents[folder.name] = vae.encode(p, n).mode()[0].contiguous()  # (d_z, r, 3r)
     temp = out.with_suffix(".tmp")
     save_file(latents, str(temp))
-    temp.rename(out)
+    temp.replace(out)
     return out
 
 
@@ -78,7 +80,9 @@ class DiTTask:
 
     model_type = MODEL_TYPE
 
-    def __init__(self, cfg: DiTRunConfig, data: str | Path, latent_file: Path, val_data: str | Path | None = None):
+    def __init__(self, cfg: DiTRunConfig, data: str | Path | list, latent_file: Path,
+                 val_data: str | Path | None = None, latent_norm: tuple[float, float] | None = None):
+        """`latent_norm`: (shift, scale) to keep (a fine-tuned model's); default: from the training latents."""
         self.cfg, self.model_cfg = cfg, cfg.model_config()
         include = tuple(cfg.data.include)
         train = prepared_assets(data, "train", include)
@@ -86,7 +90,7 @@ class DiTTask:
         val = val[: cfg.data.val_assets]
         latents = load_file(str(cache_latents(train + val, cfg.data.vae, latent_file)))
         stacked = torch.stack([latents[a.name] for a in train])  # (N, d_z, r, 3r)
-        self.shift, self.scale = float(stacked.mean()), float(1.0 / stacked.std())
+        self.shift, self.scale = latent_norm or (float(stacked.mean()), float(1.0 / stacked.std()))
         self.train_latents = (stacked - self.shift) * self.scale
         self.val_latents = (torch.stack([latents[a.name] for a in val]) - self.shift) * self.scale
         size = cfg.encoder.image_size

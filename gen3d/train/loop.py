@@ -25,7 +25,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from gen3d.utils.checkpoint import save_pretrained
+from gen3d.utils.checkpoint import load_into, save_pretrained
 
 
 @dataclass
@@ -176,9 +176,10 @@ class _Metrics:
 
 
 def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dict, device: str = "cpu",
-          progress: bool = True) -> Path:
-    """Train `task` into run folder `run` (resuming from its last checkpoint); returns the exported
-    EMA model folder run/model."""
+          progress: bool = True, init_state: dict | None = None) -> Path:
+    """Train `task` into run folder `run` (resuming from its last checkpoint; a new run starts from
+    `init_state`, a model state dict, when given: fine-tuning); returns the exported EMA model folder
+    run/model."""
     run, device = Path(run), torch.device(device)
     rank, world = _distributed()
     if cfg.batch_size % (world * cfg.grad_accum):
@@ -186,6 +187,8 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
     local = cfg.batch_size // (world * cfg.grad_accum)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = task.build_model().to(device)
+    if init_state is not None:
+        load_into(model, init_state, "--init-from")
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     decay, no_decay = [], []
     for name, p in model.named_parameters():

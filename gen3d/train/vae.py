@@ -43,19 +43,22 @@ class VAERunConfig:
         return preset_config(self.preset, **self.model)
 
 
-def prepared_assets(folder: str | Path, split: str | None, include: tuple = ()) -> list[Path]:
-    """Asset folders of a prepared dataset whose manifest row is ok (and of `split`, and matching one
-    of the `include` glob patterns on its source path, when given)."""
-    folder = Path(folder)
-    manifest = folder / "manifest.jsonl"
-    if not manifest.is_file():
-        raise InputError("missing_file", f"{folder}: no manifest.jsonl (not a `gen3d data prepare` output)")
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    ids = sorted(r["id"] for r in rows if r["status"] == "ok" and (split is None or r["split"] == split)
-                 and (not include or any(fnmatch.fnmatch(r["source"], pattern) for pattern in include)))
-    assets = [folder / i for i in ids if (folder / i / "surface.npz").is_file()]
+def prepared_assets(folders: str | Path | list, split: str | None, include: tuple = ()) -> list[Path]:
+    """Asset folders of one or several prepared datasets whose manifest row is ok (and of `split`, and
+    matching one of the `include` glob patterns on its source path, when given), folder by folder."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    assets = []
+    for folder in map(Path, folders):
+        manifest = folder / "manifest.jsonl"
+        if not manifest.is_file():
+            raise InputError("missing_file", f"{folder}: no manifest.jsonl (not a `gen3d data prepare` output)")
+        rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        ids = sorted(r["id"] for r in rows if r["status"] == "ok" and (split is None or r["split"] == split)
+                     and (not include or any(fnmatch.fnmatch(r["source"], pattern) for pattern in include)))
+        assets += [folder / i for i in ids if (folder / i / "surface.npz").is_file()]
     if not assets:
-        raise InputError("empty", f"{folder}: no prepared assets{f' in split {split!r}' if split else ''}"
+        where = ", ".join(map(str, folders))
+        raise InputError("empty", f"{where}: no prepared assets{f' in split {split!r}' if split else ''}"
                          f"{f' matching {list(include)}' if include else ''}")
     return assets
 

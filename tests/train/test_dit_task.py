@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,3 +73,75 @@ def test_loss_targets_v_eps_and_x0_as_defined():
         assert float(task._loss(oracle, x0, noise, t, None, None)) < 1e-12
         zeros = task._loss(lambda *args: torch.zeros_like(x0), x0, noise, t, None, None)
         assert torch.isclose(zeros, target.square().mean(), rtol=1e-6)
+
+
+def _split_copy(prepared: Path, out: Path, keep) -> Path:
+    """A copy of a prepared folder whose manifest keeps only the ok rows `keep` picks (by position)."""
+    import shutil
+
+    shutil.copytree(prepared, out)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    ok = [r for r in rows if r["status"] == "ok"]
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(ok) if keep(i)))
+    return out
+
+
+def test_several_data_folders_give_the_union_of_their_assets(tmp_path, prepared_small):
+    from gen3d.errors import InputError
+    from gen3d.train.vae import prepared_assets
+
+    first = _split_copy(prepared_small, tmp_path / "a", lambda i: i % 2 == 0)
+    second = _split_copy(prepared_small, tmp_path / "b", lambda i: i % 2 == 1)
+    whole = {a.name for a in prepared_assets(prepared_small, "train")}
+    parts = prepared_assets([first, second], "train")
+    assert len(parts) == len(whole) and {a.name for a in parts} == whole
+    assert {a.parent for a in parts} == {first, second}
+    with pytest.raises(InputError, match="no manifest.jsonl"):
+        prepared_assets([first, tmp_path], "train")
+
+
+def test_latent_cache_adds_the_assets_it_lacks(tmp_path, prepared_small, micro_vae):
+    from safetensors.torch import load_file
+
+    from gen3d.train.dit import cache_latents
+    from gen3d.train.vae import prepared_assets
+
+    assets = prepared_assets(prepared_small, None)
+    grown = load_file(str(cache_latents(assets, str(micro_vae), tmp_path / "grown.safetensors")))
+    cache_latents(assets[:3], str(micro_vae), tmp_path / "part.safetensors")
+    assert set(load_file(str(tmp_path / "part.safetensors"))) == {a.name for a in assets[:3]}
+    part = load_file(str(cache_latents(assets, str(micro_vae), tmp_path / "part.safetensors")))
+    assert set(part) == set(grown) and all(torch.equal(part[k], grown[k]) for k in grown)
+
+
+def test_init_from_starts_a_new_run_from_a_model_and_keeps_its_latent_norm(tmp_path, prepared_small, micro_vae):
+    """With lr 0 a fine-tuning run must export exactly the weights it started from (and the latent
+    shift/scale of that model, not of its own data); a model of another config is refused."""
+    from safetensors.torch import load_file
+
+    config = tmp_path / "dit.yaml"
+    config.write_text(yaml.safe_dump(MICRO_DIT))
+    base = tmp_path / "base"
+    assert _gen3d("train", "dit", "--config", str(config), "--data", str(prepared_small), "--vae", str(micro_vae),
+                  "--out", str(base), "-q").returncode == 0
+    meta_path = base / "model" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["latent_shift"], meta["config"]["latent_scale"] = 0.125, 2.5  # not what the data gives
+    meta_path.write_text(json.dumps(meta))
+    frozen = tmp_path / "frozen.yaml"
+    frozen.write_text(yaml.safe_dump({**MICRO_DIT, "train": {**MICRO_DIT["train"], "lr": 0.0, "steps": 2}}))
+    tuned = tmp_path / "tuned"
+    result = _gen3d("train", "dit", "--config", str(frozen), "--data", str(prepared_small), "--vae", str(micro_vae),
+                    "--out", str(tuned), "--init-from", str(base / "model"), "-q")
+    assert result.returncode == 0, result.stderr
+    start, end = (load_file(str(folder / "model.safetensors")) for folder in (base / "model", tuned / "model"))
+    assert set(start) == set(end) and all(torch.allclose(start[k].float(), end[k].float(), atol=1e-6) for k in start)
+    tuned_meta = json.loads((tuned / "model" / "config.json").read_text())["config"]
+    assert (tuned_meta["latent_shift"], tuned_meta["latent_scale"]) == (0.125, 2.5)
+    assert json.loads((tuned / "config.json").read_text())["init_from"] == str((base / "model").resolve())
+
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(yaml.safe_dump({**MICRO_DIT, "model": {**MICRO_DIT["model"], "width": 64}}))
+    refused = _gen3d("train", "dit", "--config", str(wider), "--data", str(prepared_small), "--vae", str(micro_vae),
+                     "--out", str(tmp_path / "refused"), "--init-from", str(base / "model"), "-q")
+    assert refused.returncode != 0 and "config_changed" in refused.stderr and "dit" in refused.stderr

@@ -2,7 +2,7 @@
 
     python tools/bench/image_to_3d.py [--root runs/tiny] [--model DIR] [--limit 50]
                                       [--samplers dpmpp_2m:20 unipc_bh2:10:4 ddim:50:1 ...]
-                                      [--json] [--output FILE.json]
+                                      [--train-sets train train_extra] [--json] [--output FILE.json]
 
 Two query sets, view 0 (elevation 20, azimuth 0) of each asset through the same preprocessing as a
 user's image: the val procedural seeds (ROOT/prepared/val, never trained on) and the real meshes
@@ -13,7 +13,10 @@ the asset's source mesh with its prepared rotation and normalization. Compared i
   - a retrieval baseline: the training asset whose view from the same camera is closest by
     (1 - mask IoU) + mean normal-render distance, its mesh returned;
   - the mean shape: the 0.5 level set of the mean training occupancy on a 48^3 grid, normalized
-    like the model's output (cached in ROOT/mean_shape_48.npy).
+    like the model's output (cached in ROOT/mean_shape_48_<assets>.npy).
+Both baselines use the train split of every ROOT/prepared/<set> named by --train-sets (default:
+train, and train_extra when it exists: the bundled DiT's whole training set), the sources of
+ROOT/prepared/<set>/X being ROOT/sources/<set>.
 Reported per set: mean Chamfer-L1 and F-score@0.05 (CONVENTIONS), seconds per image, and for each
 generative row the share of queries where it beats both baselines in Chamfer-L1.
 """
@@ -43,6 +46,11 @@ from gen3d.pipelines.image_to_3d import ImageTo3D  # noqa: E402
 from gen3d.train.vae import prepared_assets  # noqa: E402
 
 TAU = 0.05
+
+
+def sources_of(asset: Path) -> Path:
+    """ROOT/sources/<set> for an asset folder ROOT/prepared/<set>/<id> (the recipe's layout)."""
+    return asset.parents[2] / "sources" / asset.parent.name
 
 
 def prepared_mesh(asset: Path, sources: Path):
@@ -75,14 +83,14 @@ def retrieve(query: Path, train: list[Path], cache: dict) -> Path:
     return best
 
 
-def mean_shape(train: list[Path], sources: Path, cache: Path, resolution: int = 48):
+def mean_shape(train: list[Path], cache: Path, resolution: int = 48):
     if cache.is_file():
         mean = np.load(cache)
     else:
         points = grid_points(resolution)
         mean = np.zeros(len(points))
         for asset in train:
-            mean += occupancy(prepared_mesh(asset, sources), points)
+            mean += occupancy(prepared_mesh(asset, sources_of(asset)), points)
         mean = (mean / len(train)).reshape((resolution,) * 3)
         np.save(cache, mean)
     return normalize(marching_cubes(mean, level=0.5, inside="positive"))[0]
@@ -102,7 +110,7 @@ def source_of(asset: Path) -> str:
     return json.loads((asset / "meta.json").read_text())["source"]
 
 
-def evaluate_set(queries, pipeline, samplers, train, train_sources, average, cache: dict) -> dict[str, list[dict]]:
+def evaluate_set(queries, pipeline, samplers, train, average, cache: dict) -> dict[str, list[dict]]:
     """Per method, one row per query: Chamfer-L1, F@0.05, seconds (`cache`: training views, shared by the sets)."""
     methods: dict[str, list[dict]] = {}
     for asset, sources in queries:
@@ -118,7 +126,7 @@ def evaluate_set(queries, pipeline, samplers, train, train_sources, average, cac
                                []).append(row)
         clock = time.perf_counter()
         found = retrieve(asset, train, cache)
-        row = {**score(prepared_mesh(found, train_sources), truth), "seconds": time.perf_counter() - clock}
+        row = {**score(prepared_mesh(found, sources_of(found)), truth), "seconds": time.perf_counter() - clock}
         methods.setdefault("retrieval", []).append(row)
         methods.setdefault("mean shape", []).append({**score(average, truth), "seconds": 0.0})
         print(f"  {source_of(asset)}: " + ", ".join(f"{k} {v[-1]['chamfer_l1']:.3f}" for k, v in methods.items()),
@@ -146,11 +154,14 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+",
                         default=["dpmpp_2m:20:1", "unipc_bh2:10:1", "ddim:50:1", "unipc_bh2:10:4", "dpmpp_2m:20:4"],
                         help="sampler:steps[:samples] (samples default: the model's)")
+    parser.add_argument("--train-sets", nargs="+", default=None,
+                        help="prepared sets the baselines draw from (default: train, and train_extra if present)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON summary to this file")
     args = parser.parse_args()
     prepared = args.root / "prepared"
-    train = prepared_assets(prepared / "train", "train")
+    sets = args.train_sets or [name for name in ("train", "train_extra") if (prepared / name).is_dir()]
+    train = prepared_assets([prepared / name for name in sets], "train")
     train_sources, val_sources = args.root / "sources" / "train", args.root / "sources" / "val"
     query_sets = {
         "val procedural seeds": [(a, val_sources) for a in prepared_assets(prepared / "val", None)[: args.limit]],
@@ -159,14 +170,14 @@ def main() -> None:
     }
     pipeline = ImageTo3D.from_pretrained(args.model)
     start = time.perf_counter()
-    average = mean_shape(train, train_sources, args.root / "mean_shape_48.npy")
+    average = mean_shape(train, args.root / f"mean_shape_48_{len(train)}.npy")
     results, views = {}, {}
     for set_name, queries in query_sets.items():
         print(f"{set_name}: {len(queries)} queries", file=sys.stderr, flush=True)
-        results[set_name] = summarize(evaluate_set(queries, pipeline, args.samplers, train, train_sources, average,
-                                                        views))
+        results[set_name] = summarize(evaluate_set(queries, pipeline, args.samplers, train, average, views))
     report = {set_name: {"queries": len(query_sets[set_name]), "methods": summary}
               for set_name, summary in results.items()}
+    report["baselines"] = {"train_sets": sets, "train_assets": len(train)}
     report["machine"] = {"arch": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
                          "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - start, 1)}
     if args.output:
@@ -175,7 +186,8 @@ def main() -> None:
         print(json.dumps(report))
         return
     print(f"# image -> 3D, {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - start:.0f} s in all")
+          f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - start:.0f} s in all; baselines over "
+          f"{len(train)} training assets ({', '.join(sets)})")
     for set_name, summary in results.items():
         print(f"\n#### {set_name} ({len(query_sets[set_name])} queries)\n")
         print("| method | Chamfer-L1 mean | median | F@0.05 | beats both baselines | s / image |")
