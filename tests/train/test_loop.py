@@ -133,6 +133,32 @@ def test_export_fp16_and_eval_vae_json(tmp_path, prepared_small, micro_config):
     assert missing.returncode == 2 and "not a model folder" in missing.stderr
 
 
+def test_vae_init_from_starts_from_the_model_and_several_data_folders_are_joined(tmp_path, prepared_small,
+                                                                                micro_config):
+    """A lr-0 run initialized from a trained VAE exports that VAE's weights; with --data given twice
+    the train split is read from both (the run's config lists both folders)."""
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    assert _gen3d("train", "vae", "--config", str(micro_config(steps=3)), "--data", str(prepared_small),
+                  "--out", str(base), "-q").returncode == 0
+    tuned = tmp_path / "tuned"
+    result = _gen3d("train", "vae", "--config", str(micro_config(steps=1, lr=0.0)), "--data", str(prepared_small),
+                    str(prepared_small), "--out", str(tuned), "--init-from", str(base / "model"), "-q")
+    assert result.returncode == 0, result.stderr
+    start, end = (load_file(str(run / "model" / "model.safetensors")) for run in (base, tuned))
+    assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)
+    assert json.loads((tuned / "config.json").read_text())["data_path"] == [str(prepared_small.resolve())] * 2
+    fresh = tmp_path / "fresh"
+    assert _gen3d("train", "vae", "--config", str(micro_config(steps=1, lr=0.0)), "--data", str(prepared_small),
+                  "--out", str(fresh), "-q").returncode == 0
+    untrained = load_file(str(fresh / "model" / "model.safetensors"))
+    assert not all(torch.allclose(start[k], v, atol=1e-6) for k, v in untrained.items())
+    missing = _gen3d("train", "vae", "--config", str(micro_config(steps=1)), "--data", str(prepared_small),
+                     "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "not a model folder" in missing.stderr
+
+
 def test_resume_guard_allows_a_new_length_and_keys_added_later(tmp_path):
     from gen3d.errors import InputError
     from gen3d.train.commands import check_resume
