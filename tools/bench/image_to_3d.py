@@ -53,10 +53,10 @@ def sources_of(asset: Path) -> Path:
     return asset.parents[2] / "sources" / asset.parent.name
 
 
-def prepared_mesh(asset: Path, sources: Path):
+def prepared_mesh(asset: Path):
     """The asset's source mesh in its prepared frame (rotation, then the normalization transform)."""
     meta = json.loads((asset / "meta.json").read_text())
-    mesh = load_mesh(sources / meta["source"])
+    mesh = load_mesh(sources_of(asset) / meta["source"])
     rotation = np.eye(4)
     rotation[:3, :3] = np.asarray(meta["rotation"])
     return apply_transform(mesh, np.asarray(meta["normalization"]) @ rotation)
@@ -90,7 +90,7 @@ def mean_shape(train: list[Path], cache: Path, resolution: int = 48):
         points = grid_points(resolution)
         mean = np.zeros(len(points))
         for asset in train:
-            mean += occupancy(prepared_mesh(asset, sources_of(asset)), points)
+            mean += occupancy(prepared_mesh(asset), points)
         mean = (mean / len(train)).reshape((resolution,) * 3)
         np.save(cache, mean)
     return normalize(marching_cubes(mean, level=0.5, inside="positive"))[0]
@@ -113,8 +113,8 @@ def source_of(asset: Path) -> str:
 def evaluate_set(queries, pipeline, samplers, train, average, cache: dict) -> dict[str, list[dict]]:
     """Per method, one row per query: Chamfer-L1, F@0.05, seconds (`cache`: training views, shared by the sets)."""
     methods: dict[str, list[dict]] = {}
-    for asset, sources in queries:
-        truth = prepared_mesh(asset, sources)
+    for asset in queries:
+        truth = prepared_mesh(asset)
         image = query_image(asset)
         for spec in samplers:
             name, steps, *rest = spec.split(":")
@@ -126,7 +126,7 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict) -> di
                                []).append(row)
         clock = time.perf_counter()
         found = retrieve(asset, train, cache)
-        row = {**score(prepared_mesh(found, sources_of(found)), truth), "seconds": time.perf_counter() - clock}
+        row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
         methods.setdefault("retrieval", []).append(row)
         methods.setdefault("mean shape", []).append({**score(average, truth), "seconds": 0.0})
         print(f"  {source_of(asset)}: " + ", ".join(f"{k} {v[-1]['chamfer_l1']:.3f}" for k, v in methods.items()),
@@ -162,10 +162,9 @@ def main() -> None:
     prepared = args.root / "prepared"
     sets = args.train_sets or [name for name in ("train", "train_extra") if (prepared / name).is_dir()]
     train = prepared_assets([prepared / name for name in sets], "train")
-    train_sources, val_sources = args.root / "sources" / "train", args.root / "sources" / "val"
     query_sets = {
-        "val procedural seeds": [(a, val_sources) for a in prepared_assets(prepared / "val", None)[: args.limit]],
-        "val real meshes": [(a, train_sources) for a in prepared_assets(prepared / "train", "val")
+        "val procedural seeds": prepared_assets(prepared / "val", None)[: args.limit],
+        "val real meshes": [a for a in prepared_assets(prepared / "train", "val")
                             if source_of(a).startswith("real/")][: args.limit],
     }
     pipeline = ImageTo3D.from_pretrained(args.model)
