@@ -72,8 +72,8 @@ def _prepare_run(task: str, cfg, data, val_data, out, force: bool, init_from=Non
 
 
 def _init_weights(init_from, model_type: str, expected: dict) -> tuple[dict | None, dict | None]:
-    """(state dict, config) of the model folder a fine-tuning run starts from; its model config must
-    equal the run's (InputError `config_changed` naming the differing keys)."""
+    """(state dict, config.json contents) of the model folder a fine-tuning run starts from; its model
+    config must equal the run's (InputError `config_changed` naming the differing keys)."""
     if init_from is None:
         return None, None
     try:
@@ -86,7 +86,7 @@ def _init_weights(init_from, model_type: str, expected: dict) -> tuple[dict | No
     if differing:
         raise InputError("config_changed", f"--init-from {init_from}: its model differs from the config's "
                          f"({', '.join(differing)})")
-    return state, config
+    return state, meta
 
 
 def train_vae(config_path, data, out, *, val_data=None, init_from=None, device="cpu", force=False,
@@ -96,9 +96,10 @@ def train_vae(config_path, data, out, *, val_data=None, init_from=None, device="
 
     cfg = resolve_config(VAERunConfig, config_path, overrides)
     run, resolved = _prepare_run("vae", cfg, data, val_data, out, force, init_from)
-    state, _ = _init_weights(init_from, VAE_TYPE, to_dict(cfg.model_config()))
+    state, init_meta = _init_weights(init_from, VAE_TYPE, to_dict(cfg.model_config()))
     task = VAETask(cfg, data, val_data)
-    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress, init_state=state)
+    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress, init_state=state,
+                 init_meta=init_meta)
 
 
 def train_dit(config_path, data, out, *, val_data=None, vae=None, init_from=None, device="cpu", force=False,
@@ -113,12 +114,13 @@ def train_dit(config_path, data, out, *, val_data=None, vae=None, init_from=None
     if vae is not None:
         cfg.data.vae = str(Path(vae).resolve())
     run, resolved = _prepare_run("dit", cfg, data, val_data, out, force, init_from)
-    state, config = _init_weights(init_from, DIT_TYPE, {"dit": asdict(cfg.model_config()),
-                                                        "encoder": asdict(cfg.encoder), "schedule": cfg.data.schedule})
+    state, init_meta = _init_weights(init_from, DIT_TYPE, {"dit": asdict(cfg.model_config()),
+                                                           "encoder": asdict(cfg.encoder), "schedule": cfg.data.schedule})
     run.mkdir(parents=True, exist_ok=True)
-    norm = (config["latent_shift"], config["latent_scale"]) if config else None
+    norm = (init_meta["config"]["latent_shift"], init_meta["config"]["latent_scale"]) if init_meta else None
     task = DiTTask(cfg, data, run / "latents.safetensors", val_data, latent_norm=norm)
-    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress, init_state=state)
+    return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress, init_state=state,
+                 init_meta=init_meta)
 
 
 def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weights: str = "ema") -> Path:
@@ -138,5 +140,7 @@ def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weight
         meta = {**json.loads((run / "model_config.json").read_text()), "trained_steps": progress["step"],
                 "train_seconds": progress.get("train_seconds")}
     extra = {"trained_steps": meta.get("trained_steps"), "train_seconds": meta.get("train_seconds"), "weights": weights}
+    if "fine_tuned_from" in meta:
+        extra["fine_tuned_from"] = meta["fine_tuned_from"]
     return save_pretrained(out, state, meta["model_type"], meta["config"],
                            dtype=torch.float16 if fp16 else None, extra=extra)

@@ -53,17 +53,21 @@ def cache_latents(assets: list[Path], vae_folder: str, out: Path) -> Path:
     if not missing:
         return out
     vae = load_vae(vae_folder or None)
-    count = vae.config.surface_points
-    with torch.no_grad():
-        for folder in missing:
-            with np.load(folder / "surface.npz") as s:
-                pick = np.random.default_rng(0).choice(len(s["points"]), count, replace=False)
-                p, n = (torch.from_numpy(s[k][pick].astype(np.float32))[None] for k in ("points", "normals"))
-            latents[folder.name] = vae.encode(p, n).mode()[0].contiguous()  # (d_z, r, 3r)
+    for folder in missing:
+        latents[folder.name] = encode_asset(vae, folder)
     temp = out.with_suffix(".tmp")
     save_file(latents, str(temp))
     temp.replace(out)
     return out
+
+
+def encode_asset(vae, folder: Path) -> torch.Tensor:
+    """(d_z, r, 3r) posterior mode of a prepared asset's surface samples (a fixed subset, seed 0)."""
+    count = vae.config.surface_points
+    with np.load(folder / "surface.npz") as s, torch.no_grad():
+        pick = np.random.default_rng(0).choice(len(s["points"]), count, replace=False)
+        p, n = (torch.from_numpy(s[k][pick].astype(np.float32))[None] for k in ("points", "normals"))  # (1, N, 3)
+        return vae.encode(p, n).mode()[0].contiguous()  # (d_z, r, 3r)
 
 
 def condition_image(folder: Path, view: int, size: int) -> np.ndarray:

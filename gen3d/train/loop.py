@@ -176,10 +176,11 @@ class _Metrics:
 
 
 def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dict, device: str = "cpu",
-          progress: bool = True, init_state: dict | None = None) -> Path:
+          progress: bool = True, init_state: dict | None = None, init_meta: dict | None = None) -> Path:
     """Train `task` into run folder `run` (resuming from its last checkpoint; a new run starts from
-    `init_state`, a model state dict, when given: fine-tuning); returns the exported EMA model folder
-    run/model."""
+    `init_state`, a model state dict, when given: fine-tuning, with `init_meta` the config.json of the
+    model it came from, whose training totals the exported model records as `fine_tuned_from`); returns
+    the exported EMA model folder run/model."""
     run, device = Path(run), torch.device(device)
     rank, world = _distributed()
     if cfg.batch_size % (world * cfg.grad_accum):
@@ -203,9 +204,11 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
     elif rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps(resolved_config, indent=2) + "\n")
+    lineage = {} if init_meta is None else {"fine_tuned_from": {
+        k: init_meta[k] for k in ("trained_steps", "train_seconds", "fine_tuned_from") if k in init_meta}}
     if rank == 0:  # what export needs to rebuild the model from a checkpoint
         (run / "model_config.json").write_text(json.dumps({"model_type": task.model_type,
-                                                           "config": task.model_config()}, indent=1) + "\n")
+                                                           "config": task.model_config(), **lineage}, indent=1) + "\n")
     wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     metrics = _Metrics(run, step, enabled=rank == 0)
     bar = _progress(cfg.steps, step, enabled=progress and rank == 0)
@@ -250,7 +253,7 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
     if rank == 0 and step >= cfg.steps:
         save_pretrained(run / "model", ema, task.model_type, task.model_config(),
                         extra={"trained_steps": step, "weights": "ema",
-                               "train_seconds": round(spent + time.perf_counter() - clock, 1)})
+                               "train_seconds": round(spent + time.perf_counter() - clock, 1), **lineage})
     if world > 1:
         dist.barrier()
     return run / "model"

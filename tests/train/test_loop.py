@@ -149,6 +149,13 @@ def test_vae_init_from_starts_from_the_model_and_several_data_folders_are_joined
     start, end = (load_file(str(run / "model" / "model.safetensors")) for run in (base, tuned))
     assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)
     assert json.loads((tuned / "config.json").read_text())["data_path"] == [str(prepared_small.resolve())] * 2
+    base_meta = json.loads((base / "model" / "config.json").read_text())
+    lineage = {"trained_steps": 3, "train_seconds": base_meta["train_seconds"]}
+    assert json.loads((tuned / "model" / "config.json").read_text())["fine_tuned_from"] == lineage
+    assert _gen3d("train", "export", str(tuned), "--out", str(tmp_path / "exported"), "--weights", "live",
+                  "-q").returncode == 0  # from the checkpoint: the lineage comes from model_config.json
+    assert json.loads((tmp_path / "exported" / "config.json").read_text())["fine_tuned_from"] == lineage
+    assert "fine_tuned_from" not in base_meta
     fresh = tmp_path / "fresh"
     assert _gen3d("train", "vae", "--config", str(micro_config(steps=1, lr=0.0)), "--data", str(prepared_small),
                   "--out", str(fresh), "-q").returncode == 0
