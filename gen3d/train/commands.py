@@ -114,8 +114,8 @@ def train_dit(config_path, data, out, *, val_data=None, vae=None, init_from=None
     if vae is not None:
         cfg.data.vae = str(Path(vae).resolve())
     run, resolved = _prepare_run("dit", cfg, data, val_data, out, force, init_from)
-    state, init_meta = _init_weights(init_from, DIT_TYPE, {"dit": asdict(cfg.model_config()),
-                                                           "encoder": asdict(cfg.encoder), "schedule": cfg.data.schedule})
+    expected = {"dit": asdict(cfg.model_config()), "encoder": asdict(cfg.encoder), "schedule": cfg.data.schedule}
+    state, init_meta = _init_weights(init_from, DIT_TYPE, expected)
     run.mkdir(parents=True, exist_ok=True)
     norm = (init_meta["config"]["latent_shift"], init_meta["config"]["latent_scale"]) if init_meta else None
     task = DiTTask(cfg, data, run / "latents.safetensors", val_data, latent_norm=norm)
