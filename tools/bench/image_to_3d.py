@@ -2,7 +2,7 @@
 
     python tools/bench/image_to_3d.py [--root runs/tiny] [--model DIR] [--limit 50]
                                       [--samplers dpmpp_2m:20 unipc_bh2:10:4 ddim:50:1 ...]
-                                      [--train-sets train train_extra] [--json] [--output FILE.json]
+                                      [--train-sets train train_extra] [--seen N] [--json] [--output FILE.json]
 
 Two query sets, view 0 (elevation 20, azimuth 0) of each asset through the same preprocessing as a
 user's image: the val procedural seeds (ROOT/prepared/val, never trained on) and the real meshes
@@ -17,8 +17,10 @@ the asset's source mesh with its prepared rotation and normalization. Compared i
 Both baselines use the train split of every ROOT/prepared/<set> named by --train-sets (default:
 train, and train_extra when it exists: the bundled DiT's whole training set), the sources of
 ROOT/prepared/<set>/X being ROOT/sources/<set>.
-Also the ceiling of any latent generator with this VAE: the query's own surface samples encoded
-(posterior mode) and decoded through the same extraction, clean-up and face budget (not a baseline).
+With --seen N, also N procedural training shapes as queries (model rows and ceiling only): how well
+the model fits what it was trained on, against how it generalizes. Also the ceiling of any latent
+generator with this VAE: the query's own surface samples encoded (posterior mode) and decoded
+through the same extraction, clean-up and face budget (not a baseline).
 Reported per set: mean and median Chamfer-L1 and F-score@0.05 (CONVENTIONS), seconds per image, and
 for each generative row the share of queries where it beats both baselines in Chamfer-L1 (the JSON
 adds each query's source and each method's per-query Chamfer-L1).
@@ -115,8 +117,10 @@ def source_of(asset: Path) -> str:
     return json.loads((asset / "meta.json").read_text())["source"]
 
 
-def evaluate_set(queries, pipeline, samplers, train, average, cache: dict) -> dict[str, list[dict]]:
-    """Per method, one row per query: Chamfer-L1, F@0.05, seconds (`cache`: training views, shared by the sets)."""
+def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, baselines: bool = True
+                 ) -> dict[str, list[dict]]:
+    """Per method, one row per query: Chamfer-L1, F@0.05, seconds (`cache`: training views, shared by the sets;
+    `baselines` False for queries from the training set, which retrieval would return unchanged)."""
     methods: dict[str, list[dict]] = {}
     for asset in queries:
         truth = prepared_mesh(asset)
@@ -133,11 +137,12 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict) -> di
         ceiling = pipeline.to_mesh(encode_asset(pipeline.vae, asset)[None], pipeline.resolve(), source_of(asset))
         row = {**score(ceiling, truth), "seconds": time.perf_counter() - clock}
         methods.setdefault(CEILING, []).append(row)
-        clock = time.perf_counter()
-        found = retrieve(asset, train, cache)
-        row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
-        methods.setdefault("retrieval", []).append(row)
-        methods.setdefault("mean shape", []).append({**score(average, truth), "seconds": 0.0})
+        if baselines:
+            clock = time.perf_counter()
+            found = retrieve(asset, train, cache)
+            row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
+            methods.setdefault("retrieval", []).append(row)
+            methods.setdefault("mean shape", []).append({**score(average, truth), "seconds": 0.0})
         print(f"  {source_of(asset)}: " + ", ".join(f"{k} {v[-1]['chamfer_l1']:.3f}" for k, v in methods.items()),
               file=sys.stderr, flush=True)
     return methods
@@ -145,12 +150,12 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict) -> di
 
 def summarize(methods: dict[str, list[dict]]) -> dict[str, dict]:
     best_baseline = np.minimum([r["chamfer_l1"] for r in methods["retrieval"]],
-                               [r["chamfer_l1"] for r in methods["mean shape"]])
+                               [r["chamfer_l1"] for r in methods["mean shape"]]) if "retrieval" in methods else None
     summary = {}
     for name, rows in methods.items():
         summary[name] = {k: float(np.mean([r[k] for r in rows])) for k in ("chamfer_l1", "fscore", "seconds")}
         summary[name]["chamfer_median"] = float(np.median([r["chamfer_l1"] for r in rows]))
-        if name.startswith("gen3d"):
+        if name.startswith("gen3d") and best_baseline is not None:
             summary[name]["beats_both"] = float(np.mean(np.array([r["chamfer_l1"] for r in rows]) < best_baseline))
     return summary
 
@@ -165,6 +170,8 @@ def main() -> None:
                         help="sampler:steps[:samples] (samples default: the model's)")
     parser.add_argument("--train-sets", nargs="+", default=None,
                         help="prepared sets the baselines draw from (default: train, and train_extra if present)")
+    parser.add_argument("--seen", type=int, default=0,
+                        help="also N procedural training assets as queries (model and ceiling only)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON summary to this file")
     args = parser.parse_args()
@@ -176,13 +183,18 @@ def main() -> None:
         "val real meshes": [a for a in prepared_assets(prepared / "train", "val")
                             if source_of(a).startswith("real/")][: args.limit],
     }
+    if args.seen:
+        query_sets["seen procedural training shapes"] = [
+            a for a in train if source_of(a).startswith("procedural/")][:: max(1, len(train) // args.seen)][: args.seen]
+    query_sets = {name: queries for name, queries in query_sets.items() if queries}  # --limit 0: only --seen
     pipeline = ImageTo3D.from_pretrained(args.model)
     start = time.perf_counter()
     average = mean_shape(train, args.root / f"mean_shape_48_{len(train)}.npy")
     results, per_query, views = {}, {}, {}
     for set_name, queries in query_sets.items():
         print(f"{set_name}: {len(queries)} queries", file=sys.stderr, flush=True)
-        per_query[set_name] = evaluate_set(queries, pipeline, args.samplers, train, average, views)
+        per_query[set_name] = evaluate_set(queries, pipeline, args.samplers, train, average, views,
+                                           baselines=not set_name.startswith("seen"))
         results[set_name] = summarize(per_query[set_name])
     report = {set_name: {"queries": len(query_sets[set_name]), "methods": summary,
                          "sources": [source_of(a) for a in query_sets[set_name]],
