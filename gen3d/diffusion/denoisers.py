@@ -27,8 +27,9 @@ class VPDenoiser:
     """A VP network net(x_vp, t, cond) predicting "eps", "v" or "x0" at time t = time_of(sigma).
 
     x_vp = alpha x with alpha = 1 / sqrt(1 + sigma^2). For a discrete schedule pass
-    `time_of=schedule.sigma_to_t` (fractional timesteps, k-diffusion's convention), for a
-    continuous one its own sigma_to_t.
+    `time_of=schedule.sigma_to_t` (fractional timesteps, k-diffusion's convention; rounded,
+    `lambda s: schedule.sigma_to_t(s).round()`, it reproduces diffusers' use_karras_sigmas
+    schedulers), for a continuous one its own sigma_to_t.
     """
 
     def __init__(self, net: Callable, prediction: str, time_of: Callable[[torch.Tensor], torch.Tensor]):
