@@ -11,7 +11,9 @@ the asset's source mesh with its prepared rotation and normalization. Compared i
   - the generative model (each sampler:steps[:samples] given, samples = latents per image whose mean
     occupancy is extracted, default the model's; CFG from the model's defaults; seed 0);
   - a retrieval baseline: the training asset whose view from the same camera is closest by
-    (1 - mask IoU) + mean normal-render distance, its mesh returned;
+    (1 - mask IoU) + mean normal-render distance, its mesh returned (and, for reference only, the
+    same with the RGB renders in place of the normal renders: the input the model gets, plus the
+    camera);
   - the mean shape: the 0.5 level set of the mean training occupancy on a 48^3 grid, normalized
     like the model's output (cached in ROOT/mean_shape_48_<assets>.npy).
 Both baselines use the train split of every ROOT/prepared/<set> named by --train-sets (default:
@@ -53,6 +55,7 @@ from gen3d.train.vae import prepared_assets  # noqa: E402
 
 TAU = 0.05
 CEILING = "VAE reconstruction (ceiling)"
+RGB_RETRIEVAL = "retrieval by RGB (not a baseline)"
 
 
 def sources_of(asset: Path) -> Path:
@@ -69,22 +72,28 @@ def prepared_mesh(asset: Path):
     return apply_transform(mesh, np.asarray(meta["normalization"]) @ rotation)
 
 
-def view_arrays(asset: Path, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def view_arrays(asset: Path, view: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mask, normal render scaled to [0, 1], RGB render as uint8) of one prepared view."""
     mask = np.asarray(Image.open(asset / "views" / f"{view:03d}_mask.png"), dtype=np.float32) / 255.0
     normal = np.asarray(Image.open(asset / "views" / f"{view:03d}_normal.png"), dtype=np.float32)
-    return mask > 0.5, normal / normal.max() if normal.max() > 0 else normal
+    rgb = np.asarray(Image.open(asset / "views" / f"{view:03d}_rgb.png").convert("RGB"))
+    return mask > 0.5, normal / normal.max() if normal.max() > 0 else normal, rgb
 
 
-def retrieve(query: Path, train: list[Path], cache: dict) -> Path:
-    """Training asset with the smallest (1 - mask IoU) + mean |normal difference| from the same camera."""
-    q_mask, q_normal = view_arrays(query)
+def retrieve(query: Path, train: list[Path], cache: dict, using: str = "normal") -> Path:
+    """Training asset with the smallest (1 - mask IoU) + mean |difference| of the normal renders
+    (`using="normal"`, the issue's baseline) or of the RGB renders (`"rgb"`: what the model sees)
+    from the same camera."""
+    q_mask, q_normal, q_rgb = view_arrays(query)
+    q_image = q_normal if using == "normal" else q_rgb.astype(np.float32) / 255.0
     best, best_score = None, np.inf
     for asset in train:
         if asset not in cache:
             cache[asset] = view_arrays(asset)
-        mask, normal = cache[asset]
+        mask, normal, rgb = cache[asset]
+        image = normal if using == "normal" else rgb.astype(np.float32) / 255.0
         iou = (q_mask & mask).sum() / max(1, (q_mask | mask).sum())
-        score = (1 - iou) + float(np.abs(q_normal - normal).mean())
+        score = (1 - iou) + float(np.abs(q_image - image).mean())
         if score < best_score:
             best, best_score = asset, score
     return best
@@ -142,6 +151,10 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, basel
             found = retrieve(asset, train, cache)
             row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
             methods.setdefault("retrieval", []).append(row)
+            clock = time.perf_counter()
+            found = retrieve(asset, train, cache, using="rgb")
+            row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
+            methods.setdefault(RGB_RETRIEVAL, []).append(row)
             methods.setdefault("mean shape", []).append({**score(average, truth), "seconds": 0.0})
         print(f"  {source_of(asset)}: " + ", ".join(f"{k} {v[-1]['chamfer_l1']:.3f}" for k, v in methods.items()),
               file=sys.stderr, flush=True)
