@@ -1,7 +1,7 @@
 """The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
 
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
-        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit eval-dit]
+        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -21,6 +21,7 @@ Stages (each skips what is already done, so re-running after an interruption res
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
+  examples   data/examples/{mug,chair,vase,spot}.png from the prepared views (RGB + alpha)
 
 The CPU budget of each stage is appended to ROOT/budget.jsonl (wall seconds, machine).
 """
@@ -138,9 +139,30 @@ def stage_eval_dit(root: Path, threads: int) -> None:
     subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
+# data/examples: (prepared set, source, view) -> file; view 1 of Spot shows its side (NOTICE).
+EXAMPLES = {"mug.png": ("val", "procedural/mug_1000007.obj", 0),
+            "chair.png": ("val", "procedural/chair_1000009.obj", 0),
+            "vase.png": ("val", "procedural/vase_1000005.obj", 0),
+            "spot.png": ("train", "real/spot.obj", 1)}
+
+
+def stage_examples(root: Path, threads: int) -> None:
+    """The shipped inputs of `gen3d generate`: prepared views (RGB, alpha from the coverage mask)."""
+    from PIL import Image
+
+    for name, (prepared, source, view) in EXAMPLES.items():
+        folder = root / "prepared" / prepared
+        rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+        (asset,) = [folder / r["id"] for r in rows if r["source"] == source and r["status"] == "ok"]
+        rgb = Image.open(asset / "views" / f"{view:03d}_rgb.png").convert("RGB")
+        alpha = Image.open(asset / "views" / f"{view:03d}_mask.png").convert("L")
+        Image.merge("RGBA", (*rgb.split(), alpha)).save(REPO / "data" / "examples" / name, optimize=True)
+        print(f"wrote data/examples/{name} ({source}, view {view})", flush=True)
+
+
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
            "dit": stage_dit, "data-extra": stage_data_extra, "dit-finetune": stage_dit_finetune,
-           "export-dit": stage_export_dit, "eval-dit": stage_eval_dit}
+           "export-dit": stage_export_dit, "eval-dit": stage_eval_dit, "examples": stage_examples}
 
 
 def main() -> None:
