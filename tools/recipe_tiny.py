@@ -148,15 +148,12 @@ EXAMPLES = {"mug.png": ("val", "procedural/mug_1000007.obj", 0),
 
 def stage_examples(root: Path, threads: int) -> None:
     """The shipped inputs of `gen3d generate`: prepared views (RGB, alpha from the coverage mask)."""
-    from PIL import Image
+    from gen3d.train.dit import view_rgba
+    from gen3d.train.vae import prepared_assets
 
     for name, (prepared, source, view) in EXAMPLES.items():
-        folder = root / "prepared" / prepared
-        rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
-        (asset,) = [folder / r["id"] for r in rows if r["source"] == source and r["status"] == "ok"]
-        rgb = Image.open(asset / "views" / f"{view:03d}_rgb.png").convert("RGB")
-        alpha = Image.open(asset / "views" / f"{view:03d}_mask.png").convert("L")
-        Image.merge("RGBA", (*rgb.split(), alpha)).save(REPO / "data" / "examples" / name, optimize=True)
+        (asset,) = prepared_assets(root / "prepared" / prepared, None, (source,))
+        view_rgba(asset, view).save(REPO / "data" / "examples" / name, optimize=True)
         print(f"wrote data/examples/{name} ({source}, view {view})", flush=True)
 
 

@@ -70,6 +70,12 @@ def encode_asset(vae, folder: Path) -> torch.Tensor:
         return vae.encode(p, n).mode()[0].contiguous()  # (d_z, r, 3r)
 
 
+def view_rgba(folder: Path, view: int) -> Image.Image:
+    """A prepared view as a user's image: its RGB render with the coverage mask as alpha."""
+    rgb = Image.open(folder / "views" / f"{view:03d}_rgb.png").convert("RGB")
+    return Image.merge("RGBA", (*rgb.split(), Image.open(folder / "views" / f"{view:03d}_mask.png").convert("L")))
+
+
 def condition_image(folder: Path, view: int, size: int) -> np.ndarray:
     """(S, S, 3) uint8: a prepared view through the same preprocessing as a user's image."""
     rgb = Image.open(folder / "views" / f"{view:03d}_rgb.png").convert("RGB")

@@ -50,7 +50,7 @@ from gen3d.geometry.io import load_mesh  # noqa: E402
 from gen3d.geometry.metrics import compare_surfaces  # noqa: E402
 from gen3d.geometry.transform import apply_transform, normalize  # noqa: E402
 from gen3d.pipelines.image_to_3d import ImageTo3D  # noqa: E402
-from gen3d.train.dit import encode_asset  # noqa: E402
+from gen3d.train.dit import encode_asset, view_rgba  # noqa: E402
 from gen3d.train.vae import prepared_assets  # noqa: E402
 
 TAU = 0.05
@@ -117,11 +117,6 @@ def score(prediction, truth) -> dict:
     return {"chamfer_l1": comparison.chamfer_l1, "fscore": comparison.fscore(TAU)}
 
 
-def query_image(asset: Path) -> Image.Image:
-    rgb = Image.open(asset / "views" / "000_rgb.png").convert("RGB")
-    return Image.merge("RGBA", (*rgb.split(), Image.open(asset / "views" / "000_mask.png").convert("L")))
-
-
 def source_of(asset: Path) -> str:
     return json.loads((asset / "meta.json").read_text())["source"]
 
@@ -133,7 +128,7 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, basel
     methods: dict[str, list[dict]] = {}
     for asset in queries:
         truth = prepared_mesh(asset)
-        image = query_image(asset)
+        image = view_rgba(asset, 0)
         for spec in samplers:
             name, steps, *rest = spec.split(":")
             samples = int(rest[0]) if rest else pipeline.settings.samples
