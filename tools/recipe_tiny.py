@@ -1,7 +1,8 @@
 """The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
 
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
-        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit eval-dit examples]
+        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit eval-dit vae-decoder
+                  examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -21,6 +22,8 @@ Stages (each skips what is already done, so re-running after an interruption res
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
+  vae-decoder the committed VAE's decoder fine-tuned with its encoder frozen (configs/vae/tiny_decoder.yaml)
+             on ROOT/prepared/train + train_extra -> ROOT/vae_decoder (not yet exported: in trial)
   examples   data/examples/{mug,chair,vase,spot}.png from the prepared views (RGB + alpha)
 
 The CPU budget of each stage is appended to ROOT/budget.jsonl (wall seconds, machine).
@@ -81,6 +84,14 @@ def stage_vae(root: Path, threads: int) -> None:
     gen3d("--threads", str(threads), "train", "vae", "--config", "configs/vae/tiny.yaml",
           "--data", str(root / "prepared" / "train"), "--val-data", str(root / "prepared" / "val"),
           "--out", str(root / "vae"))
+
+
+def stage_vae_decoder(root: Path, threads: int) -> None:
+    """Phase two of the VAE: its decoder fine-tuned on the DiT's whole training set, encoder frozen."""
+    gen3d("--threads", str(threads), "train", "vae", "--config", "configs/vae/tiny_decoder.yaml",
+          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
+          "--val-data", str(root / "prepared" / "val"), "--init-from", str(root / "vae" / "model"),
+          "--out", str(root / "vae_decoder"))
 
 
 def stage_export_vae(root: Path, threads: int) -> None:
@@ -159,7 +170,8 @@ def stage_examples(root: Path, threads: int) -> None:
 
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
            "dit": stage_dit, "data-extra": stage_data_extra, "dit-finetune": stage_dit_finetune,
-           "export-dit": stage_export_dit, "eval-dit": stage_eval_dit, "examples": stage_examples}
+           "export-dit": stage_export_dit, "eval-dit": stage_eval_dit, "vae-decoder": stage_vae_decoder,
+           "examples": stage_examples}
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gen3d.errors import InputError
 from gen3d.utils.checkpoint import load_into, save_pretrained
 
 
@@ -47,6 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
+    freeze: tuple = ()  # parameter-name prefixes kept fixed, e.g. [encoder]: a VAE's decoder tuned, its latents kept
 
 
 class Task(Protocol):
@@ -191,9 +193,16 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
     if init_state is not None:
         load_into(model, init_state, "--init-from")
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+    frozen = {name for name, _ in model.named_parameters() if cfg.freeze and name.startswith(tuple(cfg.freeze))}
+    if cfg.freeze and not frozen:
+        raise InputError("bad_config", f"train.freeze {list(cfg.freeze)}: no parameter name starts with these")
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.dim() < 2 or name.endswith(".tokens") else decay).append(p)
+        if p.requires_grad:
+            (no_decay if p.dim() < 2 or name.endswith(".tokens") else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=tuple(cfg.betas))
     step, spent = 0, 0.0  # spent: wall seconds of training up to the loaded checkpoint, over all resumes
@@ -235,7 +244,7 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
         norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         optimizer.step()
         step += 1
-        _update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        _update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)), frozen)
         if world > 1:
             total = _mean_over_ranks(total, device)
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -259,9 +268,12 @@ def train(task: Task, cfg: TrainConfig, run: str | Path, *, resolved_config: dic
     return run / "model"
 
 
-def _update_ema(ema: dict, model: nn.Module, decay: float) -> None:
+def _update_ema(ema: dict, model: nn.Module, decay: float, frozen: set = frozenset()) -> None:
+    """EMA of the weights; `frozen` ones are left as they are (averaging would only add rounding)."""
     with torch.no_grad():
         for k, v in model.state_dict().items():
+            if k in frozen:
+                continue
             if v.is_floating_point():
                 ema[k].mul_(decay).add_(v.float(), alpha=1 - decay)
             else:

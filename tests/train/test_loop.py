@@ -166,6 +166,27 @@ def test_vae_init_from_starts_from_the_model_and_several_data_folders_are_joined
     assert missing.returncode == 2 and "not a model folder" in missing.stderr
 
 
+def test_freeze_keeps_the_named_parameters_and_trains_the_rest(tmp_path, prepared_small, micro_config):
+    """train.freeze [encoder] on a VAE fine-tune: every encoder weight is exactly the init model's
+    (so its latents stay valid), the decoder's move; a prefix matching nothing is refused."""
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    assert _gen3d("train", "vae", "--config", str(micro_config(steps=2)), "--data", str(prepared_small),
+                  "--out", str(base), "-q").returncode == 0
+    tuned = tmp_path / "tuned"
+    result = _gen3d("train", "vae", "--config", str(micro_config(steps=3, freeze=["encoder"])), "--data",
+                    str(prepared_small), "--out", str(tuned), "--init-from", str(base / "model"), "-q")
+    assert result.returncode == 0, result.stderr
+    start, end = (load_file(str(run / "model" / "model.safetensors")) for run in (base, tuned))
+    encoder = [k for k in start if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(start[k], end[k]) for k in encoder)
+    assert any(not torch.allclose(start[k], end[k]) for k in start if k.startswith("decoder."))
+    wrong = _gen3d("train", "vae", "--config", str(micro_config(steps=1, freeze=["nothing"])), "--data",
+                   str(prepared_small), "--out", str(tmp_path / "wrong"))
+    assert wrong.returncode == 2 and "bad_config" in wrong.stderr and "no parameter name starts with" in wrong.stderr
+
+
 def test_resume_guard_allows_a_new_length_and_keys_added_later(tmp_path):
     from gen3d.errors import InputError
     from gen3d.train.commands import check_resume
