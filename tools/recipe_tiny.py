@@ -1,8 +1,8 @@
 """The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
 
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
-        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit eval-dit vae-decoder
-                  examples]
+        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit vae-decoder
+                  export-vae-decoder eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -19,11 +19,13 @@ Stages (each skips what is already done, so re-running after an interruption res
              ROOT/prepared/train + ROOT/prepared/train_extra -> ROOT/dit_finetune (phase two)
   export-dit the phase-two DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and
              gen3d/weights/tiny/pipeline.json
+  vae-decoder the committed VAE's decoder fine-tuned with its encoder frozen (configs/vae/tiny_decoder.yaml)
+             on ROOT/prepared/train + train_extra -> ROOT/vae_decoder (phase two of the VAE)
+  export-vae-decoder its EMA weights as fp16 into gen3d/weights/tiny/vae (the encoder, so the DiT's
+             latents, unchanged)
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
-  vae-decoder the committed VAE's decoder fine-tuned with its encoder frozen (configs/vae/tiny_decoder.yaml)
-             on ROOT/prepared/train + train_extra -> ROOT/vae_decoder (not yet exported: in trial)
   examples   data/examples/{mug,chair,vase,spot}.png from the prepared views (RGB + alpha)
 
 The CPU budget of each stage is appended to ROOT/budget.jsonl (wall seconds, machine).
@@ -98,6 +100,11 @@ def stage_export_vae(root: Path, threads: int) -> None:
     gen3d("train", "export", str(root / "vae"), "--out", str(WEIGHTS / "vae"), "--fp16")
 
 
+def stage_export_vae_decoder(root: Path, threads: int) -> None:
+    """The decoder-tuned VAE replaces the committed one; its encoder, hence the DiT's latents, is unchanged."""
+    gen3d("train", "export", str(root / "vae_decoder"), "--out", str(WEIGHTS / "vae"), "--fp16")
+
+
 def stage_eval_vae(root: Path, threads: int) -> None:
     val_meshes = sorted(str(p) for p in (root / "sources" / "val" / "procedural").glob("*.obj"))
     gen3d("--threads", str(threads), "eval", "vae", "--meshes", *val_meshes, "--json",
@@ -170,8 +177,8 @@ def stage_examples(root: Path, threads: int) -> None:
 
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
            "dit": stage_dit, "data-extra": stage_data_extra, "dit-finetune": stage_dit_finetune,
-           "export-dit": stage_export_dit, "eval-dit": stage_eval_dit, "vae-decoder": stage_vae_decoder,
-           "examples": stage_examples}
+           "export-dit": stage_export_dit, "vae-decoder": stage_vae_decoder,
+           "export-vae-decoder": stage_export_vae_decoder, "eval-dit": stage_eval_dit, "examples": stage_examples}
 
 
 def main() -> None:
