@@ -56,6 +56,7 @@ from gen3d.train.vae import prepared_assets  # noqa: E402
 TAU = 0.05
 CEILING = "VAE reconstruction (ceiling)"
 RGB_RETRIEVAL = "retrieval by RGB (not a baseline)"
+SEEN = "seen procedural training shapes"  # --seen: training assets as queries, no baselines
 
 
 def sources_of(asset: Path) -> Path:
@@ -142,14 +143,11 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, basel
         row = {**score(ceiling, truth), "seconds": time.perf_counter() - clock}
         methods.setdefault(CEILING, []).append(row)
         if baselines:
-            clock = time.perf_counter()
-            found = retrieve(asset, train, cache)
-            row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
-            methods.setdefault("retrieval", []).append(row)
-            clock = time.perf_counter()
-            found = retrieve(asset, train, cache, using="rgb")
-            row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
-            methods.setdefault(RGB_RETRIEVAL, []).append(row)
+            for method, using in (("retrieval", "normal"), (RGB_RETRIEVAL, "rgb")):
+                clock = time.perf_counter()
+                found = retrieve(asset, train, cache, using=using)
+                row = {**score(prepared_mesh(found), truth), "seconds": time.perf_counter() - clock}
+                methods.setdefault(method, []).append(row)
             methods.setdefault("mean shape", []).append({**score(average, truth), "seconds": 0.0})
         print(f"  {source_of(asset)}: " + ", ".join(f"{k} {v[-1]['chamfer_l1']:.3f}" for k, v in methods.items()),
               file=sys.stderr, flush=True)
@@ -192,7 +190,7 @@ def main() -> None:
                             if source_of(a).startswith("real/")][: args.limit],
     }
     if args.seen:
-        query_sets["seen procedural training shapes"] = [
+        query_sets[SEEN] = [
             a for a in train if source_of(a).startswith("procedural/")][:: max(1, len(train) // args.seen)][: args.seen]
     query_sets = {name: queries for name, queries in query_sets.items() if queries}  # --limit 0: only --seen
     pipeline = ImageTo3D.from_pretrained(args.model)
@@ -202,7 +200,7 @@ def main() -> None:
     for set_name, queries in query_sets.items():
         print(f"{set_name}: {len(queries)} queries", file=sys.stderr, flush=True)
         per_query[set_name] = evaluate_set(queries, pipeline, args.samplers, train, average, views,
-                                           baselines=not set_name.startswith("seen"))
+                                           baselines=set_name != SEEN)
         results[set_name] = summarize(per_query[set_name])
     report = {set_name: {"queries": len(query_sets[set_name]), "methods": summary,
                          "sources": [source_of(a) for a in query_sets[set_name]],
