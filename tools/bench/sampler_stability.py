@@ -4,8 +4,8 @@
 
 Prints, for RMSE, median error, diffusers' figures and the gen3d/diffusers ratio, the share of
 common rows (schedule, sampler, NFE) whose values agree within the tolerance (|a / b - 1|); the
-same split by whether both runs chose the same spacing and by the share of flipped samples; then
-every row whose RMSE disagrees.
+same split by whether both runs chose the same spacing, by the share of flipped samples and by
+the rows' standard errors (where the runs report them); then every row whose RMSE disagrees.
 """
 
 from __future__ import annotations
@@ -57,6 +57,16 @@ def main() -> None:
     for low, high in ((0.0, 0.001), (0.001, 0.005), (0.005, 1.01)):
         rows = [k for k in same if low <= max(a[k]["flips"], b[k]["flips"]) < high]
         print(f"  flips in [{low}, {high}): {share_within(pairs(lambda r: r['rmse'], rows), tol)}")
+    with_se = [k for k in keys if a[k].get("rmse_se") is not None and b[k].get("rmse_se") is not None]
+    if with_se:
+        print("\nRMSE agreement by relative standard error (the larger of the two runs'):")
+        for low, high in ((0.0, 0.01), (0.01, 0.03), (0.03, 0.05), (0.05, float("inf"))):
+            rows = [k for k in with_se if low <= max(r[k]["rmse_se"] / r[k]["rmse"] for r in (a, b)) < high]
+            print(f"  s.e. in [{low:.0%}, {high:.0%}): {share_within(pairs(lambda r: r['rmse'], rows), tol)}")
+        z = [abs(a[k]["rmse"] - b[k]["rmse"]) / math.hypot(a[k]["rmse_se"], b[k]["rmse_se"]) for k in with_se
+             if a[k]["rmse_se"] + b[k]["rmse_se"] > 0]
+        print(f"  differences within 2 combined s.e.: {sum(v <= 2 for v in z) / len(z):.0%} of {len(z)} "
+              "(about 95% if the standard errors are right)")
     print("\nRows whose RMSE disagrees:")
     for k in keys:
         if abs(a[k]["rmse"] / b[k]["rmse"] - 1) > tol:

@@ -6,8 +6,10 @@ Both sides drive the same exact model (the GMM's posterior mean, exposed to diff
 eps-prediction network on a discrete VP schedule) from the same x_T at t = 999, and are scored
 against the exact probability-flow endpoint (DOP853, float64, rtol 1e-10, then D at sigma 1e-3).
 Per row: RMSE, the median per-sample error, and the share of samples that end in another mixture
-component than their reference ("flips"). NFE counts actual model calls; each side runs its
-largest budget <= nfe; each side's best setting is chosen per algorithm over all NFEs.
+component than their reference ("flips"); the ratio gen3d / diffusers with its paired standard
+error. NFE counts actual model calls; each side runs its largest budget <= nfe. Each side's
+setting (gen3d's spacing, diffusers' options) is chosen per algorithm over all NFEs on separate
+calibration draws (--select-draws, a fixed seed), so the evaluation draws only measure.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from gen3d.diffusion.denoisers import VPDenoiser  # noqa: E402
 from gen3d.diffusion.dpm_solver_v3 import compute_statistics  # noqa: E402
 from gen3d.diffusion.sampling import sample  # noqa: E402
 from gen3d.diffusion.schedules import DiscreteVP, karras_sigmas, logsnr_sigmas  # noqa: E402
@@ -64,10 +67,17 @@ PAIRS = {
                                        for s in ("linspace", "trailing") for k in (False, True)]),
 }
 GEN3D_ONLY = ["dpm_solver_v3", "dpm_solver_3s", "dpmpp_2s", "unipc_3_bh2", "ghvb", "deis_2", "rf_heun", "dpm_solver_3m"]
-SPACINGS = ("linspace", "trailing", "logsnr", "karras", "logsnr_trailing", "karras_trailing")
+# "@rounded_t": the network evaluated at the rounded timestep of each (fractional) sigma while the
+# solver steps on the exact sigmas, as diffusers' use_karras_sigmas / use_lu_lambdas do; for a
+# discrete-time network that is a choice of its wrapper, VPDenoiser(time_of=round(sigma_to_t)).
+SPACINGS = ("linspace", "trailing", "logsnr", "karras", "logsnr_trailing", "karras_trailing",
+            "logsnr@rounded_t", "karras@rounded_t", "logsnr_trailing@rounded_t", "karras_trailing@rounded_t")
 # diffusers' DEIS has no final_sigmas_type: it always ends at sigma(t = 0) instead of 0 (no final
-# denoising). gen3d's DEIS is offered that ending too ("*_to_min": the spacing with its 0 replaced).
-EXTRA_SPACINGS = {"deis_3": ("linspace_to_min", "trailing_to_min")}
+# denoising); its DDIM and PNDM do so too at step counts whose stride does not divide 1000 (the last
+# step's previous timestep is 0, not -1). gen3d is offered that ending too ("*_to_min": the
+# spacing with its final 0 replaced by sigma(t = 0)).
+TO_MIN = ("linspace_to_min", "trailing_to_min")
+EXTRA_SPACINGS = {"deis_3": TO_MIN, "ddim": TO_MIN, "pndm": TO_MIN, "plms": TO_MIN}
 VE_SCHEDULERS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
 
 
@@ -98,56 +108,115 @@ def gen3d_sigmas(schedule: DiscreteVP, steps: int, spacing: str) -> torch.Tensor
     return karras_sigmas(steps, low, schedule.sigma_max)
 
 
-def run_gen3d(name, gmm, schedule, x_T, nfe, spacing, options=None):
-    best = None
-    for steps in range(1, nfe + 1):  # largest step count whose evaluations fit the budget
-        model = Counter(gmm.denoiser)
-        out = sample(name, model, x_T.clone(), gen3d_sigmas(schedule, steps, spacing),
-                     generator=torch.Generator().manual_seed(0), **(options or {}))
-        if model.calls <= nfe:
-            best = (out, model.calls)
-    return best
+def steps_for_budgets(count_calls, nfes=NFES) -> dict[int, int]:
+    """For each NFE budget the largest step count whose model evaluations fit it (counted once per
+    step count on a one-draw probe: the number of calls does not depend on the data)."""
+    calls = {steps: count_calls(steps) for steps in range(1, max(nfes) + 1)}
+    return {nfe: max((s for s, c in calls.items() if s <= nfe and c is not None and c <= nfe), default=None)
+            for nfe in nfes}
 
 
-def run_diffusers(class_name, config, gmm, schedule_spec, x_T_ve, nfe):
+def gen3d_denoiser(gmm, schedule: DiscreteVP, spacing: str):
+    """The exact denoiser, or (spacing "...@rounded_t") the exact discrete-time eps network
+    evaluated at the rounded timestep through VPDenoiser."""
+    if not spacing.endswith("@rounded_t"):
+        return gmm.denoiser
+
+    def eps_network(x_vp, t, cond=None):  # the exact eps prediction at integer timestep t
+        sigma = schedule.t_to_sigma(t).reshape(-1, 1)  # (B, 1)
+        x_ve = x_vp * (1 + sigma**2).sqrt()
+        return (x_ve - gmm.denoiser(x_ve, sigma[0])) / sigma
+
+    return VPDenoiser(eps_network, "eps", time_of=lambda sigma: schedule.sigma_to_t(sigma).round())
+
+
+def run_gen3d(name, gmm, schedule, x_T, steps, spacing, options=None, seed=0):
+    model = Counter(gen3d_denoiser(gmm, schedule, spacing))
+    spacing = spacing.removesuffix("@rounded_t")
+    out = sample(name, model, x_T.clone(), gen3d_sigmas(schedule, steps, spacing),
+                 generator=torch.Generator().manual_seed(seed), **(options or {}))
+    return out, model.calls
+
+
+def run_diffusers(class_name, config, gmm, schedule_spec, x_T_ve, steps):
+    """One diffusers run of `steps` steps; None if the scheduler refuses that many (e.g. PNDM with
+    fewer steps than its warm-up)."""
     import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()  # not its notes on lower_order_final, once per run
 
     kind, beta_start, beta_end = schedule_spec
     schedule = DiscreteVP.make(kind, beta_start=beta_start, beta_end=beta_end)
-    best = None
-    for steps in range(1, nfe + 1):
-        scheduler = getattr(diffusers, class_name)(num_train_timesteps=1000, beta_schedule=kind,
-                                                   beta_start=beta_start, beta_end=beta_end, **config)
-        try:
-            scheduler.set_timesteps(steps)
-        except (ValueError, IndexError):  # e.g. PNDM with fewer steps than its warm-up
-            continue
+    scheduler = getattr(diffusers, class_name)(num_train_timesteps=1000, beta_schedule=kind,
+                                               beta_start=beta_start, beta_end=beta_end, **config)
+    try:
+        scheduler.set_timesteps(steps)
+    except (ValueError, IndexError):
+        return None
 
-        def eps_model(x_in, t):
-            sigma = schedule.t_to_sigma(torch.as_tensor(float(t), dtype=torch.float64))
-            x_ve = x_in * (1 + sigma**2).sqrt()  # scale_model_input gives x_vp = x_ve * alpha
-            return (x_ve - gmm.denoiser(x_ve, sigma)) / sigma
+    def eps_model(x_in, t):
+        sigma = schedule.t_to_sigma(torch.as_tensor(float(t), dtype=torch.float64))
+        x_ve = x_in * (1 + sigma**2).sqrt()  # scale_model_input gives x_vp = x_ve * alpha
+        return (x_ve - gmm.denoiser(x_ve, sigma)) / sigma
 
-        model = Counter(eps_model)
-        # The same starting state for every scheduler: k-diffusion-style ones (Euler, Heun) hold VE
-        # samples, the others VP ones. (Pipelines scale unit noise by init_noise_sigma, which for
-        # Heun is sigma_max instead of sqrt(sigma_max^2 + 1): a different x_T, so not used here.)
-        x = x_T_ve if class_name in VE_SCHEDULERS else x_T_ve / (1 + schedule.sigma_max**2) ** 0.5
-        for t in scheduler.timesteps:
-            eps = model(scheduler.scale_model_input(x, t), t)
-            x = scheduler.step(eps, t, x).prev_sample
-        if model.calls <= nfe:
-            best = (x, model.calls)
-        if model.calls > nfe:
-            break
-    return best
+    model = Counter(eps_model)
+    # The same starting state for every scheduler: k-diffusion-style ones (Euler, Heun) hold VE
+    # samples, the others VP ones. (Pipelines scale unit noise by init_noise_sigma, which for
+    # Heun is sigma_max instead of sqrt(sigma_max^2 + 1): a different x_T, so not used here.)
+    x = x_T_ve if class_name in VE_SCHEDULERS else x_T_ve / (1 + schedule.sigma_max**2) ** 0.5
+    for t in scheduler.timesteps:
+        eps = model(scheduler.scale_model_input(x, t), t)
+        x = scheduler.step(eps, t, x).prev_sample
+    return x, model.calls
 
 
-def score(x, reference, gmm, ref_components) -> dict:
-    error = (x - reference).norm(dim=1)
-    flips = (gmm.component_of(x) != ref_components).double().mean()
-    return {"rmse": float((x - reference).pow(2).mean().sqrt()), "median": float(error.median()),
-            "flips": float(flips)}
+class Draws:
+    """x_T draws (VE, at t = 999) in chunks, each with its exact endpoint and mixture component.
+    Chunks keep the reference solve's error norm (an RMS over the whole chunk) as tight per
+    sample as at 16,384 draws, and memory flat."""
+
+    def __init__(self, gmm, schedule, count: int, seed: int, chunk: int = 16384):
+        z = torch.randn(count, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        self.gmm, self.count, self.chunks = gmm, count, []
+        for x_T in (z * (1 + schedule.sigma_max**2) ** 0.5).split(chunk):  # (chunk, 16)
+            reference = gmm.reference_endpoint(x_T, schedule.sigma_max, 1e-3)
+            self.chunks.append((x_T, reference, gmm.component_of(reference)))
+
+    def errors(self, run) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-sample squared errors (count,) and flip flags (count,) of `run(x_T, chunk_index)`,
+        which returns the endpoints or None (no run fits the budget)."""
+        squared, flipped = [], []
+        for i, (x_T, reference, components) in enumerate(self.chunks):
+            out = run(x_T, i)
+            if out is None:
+                return None
+            squared.append((out - reference).pow(2).sum(1))
+            flipped.append(self.gmm.component_of(out) != components)
+        return torch.cat(squared), torch.cat(flipped)
+
+
+def score(errors, dim: int = 16) -> dict:
+    """RMSE over all coordinates (with its standard error, delta method), median per-sample L2
+    error, share of mode flips."""
+    if errors is None:
+        return {"rmse": float("inf"), "rmse_se": float("inf"), "median": float("inf"), "flips": 1.0}
+    squared, flipped = errors
+    rmse = float((squared.mean() / dim).sqrt())
+    se_mean = float(squared.std() / len(squared) ** 0.5 / dim)  # of RMSE^2
+    return {"rmse": rmse, "rmse_se": se_mean / (2 * rmse) if rmse > 0 else 0.0,
+            "median": float(squared.sqrt().median()), "flips": float(flipped.double().mean())}
+
+
+def ratio_se(ours, theirs) -> float | None:
+    """Standard error of RMSE_ours / RMSE_theirs on the same draws (paired delta method)."""
+    if ours is None or theirs is None:
+        return None
+    a, b = ours[0], theirs[0]
+    ma, mb = a.mean(), b.mean()
+    if ma <= 0 or mb <= 0:
+        return None
+    ratio = float((ma / mb).sqrt())
+    return ratio * 0.5 * float((a / ma - b / mb).std() / len(a) ** 0.5)
 
 
 def pick_best(results: dict) -> str:
@@ -155,48 +224,84 @@ def pick_best(results: dict) -> str:
     return min(results, key=lambda k: np.mean([np.log(max(r["rmse"], 1e-300)) for r in results[k].values()]))
 
 
+def gen3d_results(name, gmm, schedule, draws: Draws, spacing, options=None) -> dict[int, tuple]:
+    """NFE -> (per-sample errors, calls) for one gen3d sampler and spacing."""
+    probe = draws.chunks[0][0][:1]
+    budgets = steps_for_budgets(lambda s: run_gen3d(name, gmm, schedule, probe, s, spacing, options)[1])
+    by_steps = {s: draws.errors(lambda x, i, s=s: run_gen3d(name, gmm, schedule, x, s, spacing, options, seed=i)[0])
+                for s in set(budgets.values()) if s is not None}
+    return {nfe: by_steps.get(s) for nfe, s in budgets.items()}
+
+
+def diffusers_results(class_name, config, gmm, spec, draws: Draws) -> dict[int, tuple]:
+    probe = draws.chunks[0][0][:1]
+
+    def calls(steps):
+        out = run_diffusers(class_name, config, gmm, spec, probe, steps)
+        return None if out is None else out[1]
+
+    budgets = steps_for_budgets(calls)
+    by_steps = {s: draws.errors(lambda x, i, s=s: run_diffusers(class_name, config, gmm, spec, x, s)[0])
+                for s in set(budgets.values()) if s is not None}
+    return {nfe: by_steps.get(s) for nfe, s in budgets.items()}
+
+
+def choose_settings(name, gmm, schedule, spec, calibration: Draws, with_peer: bool, options) -> tuple:
+    """Each side's setting for one algorithm, chosen on the calibration draws (never the evaluation
+    ones): diffusers' by its lowest mean log RMSE over the NFEs, gen3d's spacing by the smallest
+    worst-case RMSE ratio to that (by its own mean log RMSE where there is no peer)."""
+    has_peer = with_peer and name in PAIRS
+    spacings = [sp for sp in SPACINGS + EXTRA_SPACINGS.get(name, ()) if has_peer or "@" not in sp]
+    ours = {sp: {n: score(e) for n, e in gen3d_results(name, gmm, schedule, calibration, sp, options).items()}
+            for sp in spacings}
+    if not has_peer:
+        return pick_best(ours), None
+    class_name, configs = PAIRS[name]
+    theirs = {i: {n: score(e) for n, e in diffusers_results(class_name, c, gmm, spec, calibration).items()}
+              for i, c in enumerate(configs)}
+    peer_best = pick_best(theirs)
+    our_best = min(ours, key=lambda k: max(ours[k][n]["rmse"] / theirs[peer_best][n]["rmse"] for n in NFES))
+    return our_best, peer_best
+
+
 def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool, search: bool = True,
-          only: list[str] | None = None, search_nfes: tuple = NFES) -> list[dict]:
+          only: list[str] | None = None, search_nfes: tuple = NFES, select_draws: int = 4096,
+          select_seed: int = 10_000) -> list[dict]:
     spec = SCHEDULES[schedule_name]
     schedule = DiscreteVP.make(spec[0], beta_start=spec[1], beta_end=spec[2])
     gmm = GaussianMixture.random(d=16, k=6, seed=gmm_seed, spread=100.0)
-    z = torch.randn(draws, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed))
-    x_T = z * (1 + schedule.sigma_max**2) ** 0.5  # VE x_T at t = 999
-    reference = gmm.reference_endpoint(x_T, schedule.sigma_max, 1e-3)
-    ref_components = gmm.component_of(reference)
+    started = time.perf_counter()
+    calibration = Draws(gmm, schedule, select_draws, select_seed)
+    evaluation = Draws(gmm, schedule, draws, xt_seed)
+    log(f"{schedule_name}: reference endpoints of {select_draws} + {draws} draws, "
+        f"{time.perf_counter() - started:.0f} s")
     statistics = v3_statistics(schedule, gmm, xt_seed)
     rows = []
     for name in [n for n in list(PAIRS) + GEN3D_ONLY if not only or n in only]:
         options = {"statistics": statistics} if name == "dpm_solver_v3" else None
-        ours = {sp: {nfe: score(run_gen3d(name, gmm, schedule, x_T, nfe, sp, options)[0], reference, gmm,
-                                ref_components) for nfe in NFES} for sp in SPACINGS + EXTRA_SPACINGS.get(name, ())}
-        peer_best, theirs = None, None
-        if with_peer and name in PAIRS:
-            class_name, configs = PAIRS[name]
-            theirs = {}
-            for i, config in enumerate(configs):
-                results = {}
-                for nfe in NFES:
-                    out = run_diffusers(class_name, config, gmm, spec, x_T, nfe)
-                    results[nfe] = score(out[0], reference, gmm, ref_components) if out else \
-                        {"rmse": float("inf"), "median": float("inf"), "flips": 1.0}
-                theirs[i] = results
-            peer_best = pick_best(theirs)
-        our_best = pick_best(ours) if peer_best is None else min(
-            ours, key=lambda k: max(ours[k][n]["rmse"] / theirs[peer_best][n]["rmse"] for n in NFES))
+        our_best, peer_best = choose_settings(name, gmm, schedule, spec, calibration, with_peer, options)
+        ours = gen3d_results(name, gmm, schedule, evaluation, our_best, options)
+        theirs = None if peer_best is None else diffusers_results(PAIRS[name][0], PAIRS[name][1][peer_best], gmm,
+                                                                  spec, evaluation)
         for nfe in NFES:
-            row = {"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed, "sampler": name,
-                   "spacing": our_best, "nfe": nfe, **ours[our_best][nfe], "peer": None, "peer_rmse": None,
-                   "peer_median": None, "peer_flips": None}
+            row = {"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed, "draws": draws,
+                   "sampler": name, "spacing": our_best, "nfe": nfe, **score(ours[nfe]), "peer": None,
+                   "peer_rmse": None, "peer_median": None, "peer_flips": None, "peer_rmse_se": None,
+                   "ratio_se": None}
             if peer_best is not None:
-                peer = theirs[peer_best][nfe]
+                peer = score(theirs[nfe])
                 row.update(peer=f"{PAIRS[name][0]}({json.dumps(PAIRS[name][1][peer_best], sort_keys=True)})",
-                           peer_rmse=peer["rmse"], peer_median=peer["median"], peer_flips=peer["flips"])
+                           peer_rmse=peer["rmse"], peer_median=peer["median"], peer_flips=peer["flips"],
+                           peer_rmse_se=peer["rmse_se"], ratio_se=ratio_se(ours[nfe], theirs[nfe]))
             rows.append(row)
+        log(f"{schedule_name}: {name} ({our_best}), {time.perf_counter() - started:.0f} s")
     if search:
-        rows += searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed,
-                              statistics, search_nfes)
+        rows += searched_rows(schedule_name, schedule, gmm, evaluation, gmm_seed, xt_seed, statistics, search_nfes)
     return rows
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def v3_statistics(schedule, gmm, xt_seed: int):
@@ -206,8 +311,8 @@ def v3_statistics(schedule, gmm, xt_seed: int):
     return compute_statistics(gmm.denoiser, calib, schedule.sigma_max, schedule.sigma_min, points=200)
 
 
-def searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, gmm_seed, xt_seed,
-                  statistics, nfes: tuple = NFES) -> list[dict]:
+def searched_rows(schedule_name, schedule, gmm, evaluation: Draws, gmm_seed, xt_seed, statistics,
+                  nfes: tuple = NFES) -> list[dict]:
     """A schedule searched per NFE on 1024 calibration draws disjoint from the evaluation draws
     (x_T seed + 1000), scored on the evaluation draws; DPM-Solver-v3 (with its statistics) is
     one of the candidates, and the starts are the logSNR, Karras, uniform-time and trailing
@@ -222,10 +327,11 @@ def searched_rows(schedule_name, schedule, gmm, x_T, reference, ref_components, 
                                 candidates=DEFAULT_CANDIDATES + (("dpm_solver_v3", {"statistics": statistics}),),
                                 starts=tuple(gen3d_sigmas(schedule, nfe, sp) for sp in ("linspace", "trailing")))
         shown = {k: v for k, v in found.options.items() if k != "statistics"}
-        scores = score(found.run(gmm.denoiser, x_T.clone()), reference, gmm, ref_components)
-        rows.append({"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed,
+        scores = score(evaluation.errors(lambda x, i, found=found: found.run(gmm.denoiser, x.clone())))
+        rows.append({"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed, "draws": evaluation.count,
                      "sampler": f"searched[{found.sampler}{shown or ''}]", "spacing": "searched", "nfe": nfe,
-                     **scores, "peer": None, "peer_rmse": None, "peer_median": None, "peer_flips": None})
+                     **scores, "peer": None, "peer_rmse": None, "peer_median": None, "peer_flips": None,
+                     "peer_rmse_se": None, "ratio_se": None})
     return rows
 
 
@@ -254,6 +360,10 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=4096)
     parser.add_argument("--gmm-seed", type=int, default=0)
     parser.add_argument("--xt-seed", type=int, default=1)
+    parser.add_argument("--select-draws", type=int, default=4096,
+                        help="calibration draws on which each side's spacing/setting is chosen")
+    parser.add_argument("--select-seed", type=int, default=10_000,
+                        help="their seed (fixed per mixture, so runs on different x_T seeds choose alike)")
     parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES))
     parser.add_argument("--no-peer", action="store_true", help="skip diffusers")
     parser.add_argument("--no-search", action="store_true", help="skip the searched schedules")
@@ -266,19 +376,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for schedule_name in args.schedules:
         rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search,
-                     args.samplers, tuple(args.search_nfes))
+                     args.samplers, tuple(args.search_nfes), args.select_draws, args.select_seed)
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
             continue
         print(f"\n# {schedule_name} VP, GMM seed {args.gmm_seed}, x_T seed {args.xt_seed}, {args.draws} draws, "
               f"{platform.machine()}, {time.strftime('%Y-%m-%d')}")
-        print("| sampler (spacing) | NFE | RMSE | median | flips | diffusers RMSE | median | flips | ratio RMSE |")
+        print("| sampler (spacing) | NFE | RMSE | median | flips | diffusers RMSE | median | flips | "
+              "ratio RMSE ± s.e. |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             peer = "| — | — | — | — |" if r["peer"] is None else (
                 f"| {r['peer_rmse']:.3e} | {r['peer_median']:.3e} | {r['peer_flips']:.3f} | "
-                f"{r['rmse'] / r['peer_rmse']:.2f} |")
+                f"{r['rmse'] / r['peer_rmse']:.4f} ± {r['ratio_se']:.4f} |")
             print(f"| {r['sampler']} ({r['spacing']}) | {r['nfe']} | {r['rmse']:.3e} | {r['median']:.3e} | "
                   f"{r['flips']:.3f} {peer}")
         peers = sorted({(r["sampler"], r["peer"]) for r in rows if r["peer"]})
