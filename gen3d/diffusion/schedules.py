@@ -84,18 +84,22 @@ class DiscreteVP:
     def timesteps(self, num: int, spacing: str = "trailing") -> torch.Tensor:
         """Integer timesteps, descending, as diffusers' `timestep_spacing` names them.
 
-        "linspace": round(linspace(0, T-1, num)); "leading": arange(num) * (T // num) (+ 0);
-        "trailing": round(arange(T, 0, -T/num)) - 1.
+        "linspace": round(linspace(0, T-1, num)) (DDIM's); "linspace_skip_zero": round(linspace(0, T-1,
+        num + 1)) without its 0 (what diffusers' multistep schedulers — DPM-Solver, UniPC, DEIS — call
+        "linspace"); "leading": arange(num) * (T // num) (+ 0); "trailing": round(arange(T, 0, -T/num)) - 1.
+        Halves round to even, as numpy's round does.
         """
         T = self.num_steps
         if spacing == "linspace":
             steps = torch.linspace(0, T - 1, num, dtype=torch.float64).round().long()
+        elif spacing == "linspace_skip_zero":
+            steps = torch.linspace(0, T - 1, num + 1, dtype=torch.float64).round().long()[1:]
         elif spacing == "leading":
             steps = torch.arange(num, dtype=torch.int64) * (T // num)
         elif spacing == "trailing":
             steps = (torch.arange(T, 0, -T / num, dtype=torch.float64).round() - 1).long().flip(0)
         else:
-            raise ValueError(f"unknown timestep spacing {spacing!r}: linspace, leading or trailing")
+            raise ValueError(f"unknown timestep spacing {spacing!r}: linspace, linspace_skip_zero, leading or trailing")
         return steps.flip(0)
 
     def sigmas_for_timesteps(self, timesteps: torch.Tensor) -> torch.Tensor:

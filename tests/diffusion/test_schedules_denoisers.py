@@ -29,6 +29,19 @@ def test_timestep_spacings_as_diffusers_names_them():
     assert schedule.timesteps(10, "trailing").tolist() == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
     assert schedule.timesteps(10, "leading").tolist() == [900, 800, 700, 600, 500, 400, 300, 200, 100, 0]
     assert schedule.timesteps(4, "linspace").tolist() == [999, 666, 333, 0]
+    # linspace(0, 999, 7) = 0, 166.5, 333, 499.5, 666, 832.5, 999: halves to even, the 0 dropped
+    assert schedule.timesteps(6, "linspace_skip_zero").tolist() == [999, 832, 666, 500, 333, 166]
+
+
+@pytest.mark.parametrize("steps", [5, 6, 7, 10, 15, 20])
+def test_linspace_skip_zero_is_diffusers_multistep_linspace(steps):
+    diffusers = pytest.importorskip("diffusers")
+    ours = DiscreteVP.make("scaled_linear").timesteps(steps, "linspace_skip_zero").tolist()
+    for scheduler in (diffusers.DPMSolverMultistepScheduler(timestep_spacing="linspace"),
+                      diffusers.UniPCMultistepScheduler(timestep_spacing="linspace"),
+                      diffusers.DPMSolverSinglestepScheduler()):
+        scheduler.set_timesteps(steps)
+        assert scheduler.timesteps.tolist() == ours, type(scheduler).__name__
 
 
 def test_sigma_time_round_trips():

@@ -1,6 +1,7 @@
 """Benchmark: gen3d samplers vs diffusers schedulers on the exact Gaussian-mixture oracle.
 
     python tools/bench/samplers.py [--draws 4096] [--gmm-seed 0] [--xt-seed 1] [--json]
+    python tools/bench/samplers.py --table RUN.jsonl   (the tables of an earlier --json run)
 
 Both sides drive the same exact model (the GMM's posterior mean, exposed to diffusers as an
 eps-prediction network on a discrete VP schedule) from the same x_T at t = 999, and are scored
@@ -70,13 +71,13 @@ GEN3D_ONLY = ["dpm_solver_v3", "dpm_solver_3s", "dpmpp_2s", "unipc_3_bh2", "ghvb
 # "@rounded_t": the network evaluated at the rounded timestep of each (fractional) sigma while the
 # solver steps on the exact sigmas, as diffusers' use_karras_sigmas / use_lu_lambdas do; for a
 # discrete-time network that is a choice of its wrapper, VPDenoiser(time_of=round(sigma_to_t)).
-SPACINGS = ("linspace", "trailing", "logsnr", "karras", "logsnr_trailing", "karras_trailing",
+SPACINGS = ("linspace", "linspace_skip_zero", "trailing", "logsnr", "karras", "logsnr_trailing", "karras_trailing",
             "logsnr@rounded_t", "karras@rounded_t", "logsnr_trailing@rounded_t", "karras_trailing@rounded_t")
 # diffusers' DEIS has no final_sigmas_type: it always ends at sigma(t = 0) instead of 0 (no final
 # denoising); its DDIM and PNDM do so too at step counts whose stride does not divide 1000 (the last
 # step's previous timestep is 0, not -1). gen3d is offered that ending too ("*_to_min": the
 # spacing with its final 0 replaced by sigma(t = 0)).
-TO_MIN = ("linspace_to_min", "trailing_to_min")
+TO_MIN = ("linspace_to_min", "linspace_skip_zero_to_min", "trailing_to_min")
 EXTRA_SPACINGS = {"deis_3": TO_MIN, "ddim": TO_MIN, "pndm": TO_MIN, "plms": TO_MIN}
 VE_SCHEDULERS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
 
@@ -97,7 +98,7 @@ def gen3d_sigmas(schedule: DiscreteVP, steps: int, spacing: str) -> torch.Tensor
         sigmas = gen3d_sigmas(schedule, steps, spacing.removesuffix("_to_min")).clone()
         sigmas[-1] = schedule.sigma_min  # sigma(t = 0)
         return sigmas
-    if spacing in ("trailing", "linspace"):
+    if spacing in ("trailing", "linspace", "linspace_skip_zero"):
         return schedule.sigmas_for_timesteps(schedule.timesteps(steps, spacing))
     # "*_trailing": the range of the trailing timesteps (down to t = T/steps - 1, not t = 0), as
     # diffusers' use_karras_sigmas / use_lu_lambdas with timestep_spacing="trailing" do.
@@ -355,8 +356,31 @@ def per_step_overhead(steps: int = 50) -> dict:
     return {"gen3d_s_per_step": ours, "diffusers_s_per_step": theirs}
 
 
+def print_table(rows: list[dict], date: str) -> None:
+    """One markdown table per (schedule, GMM seed, x_T seed), then diffusers' chosen settings."""
+    for key in dict.fromkeys((r["schedule"], r["gmm_seed"], r["xt_seed"], r.get("draws")) for r in rows):
+        group = [r for r in rows if (r["schedule"], r["gmm_seed"], r["xt_seed"], r.get("draws")) == key]
+        print(f"\n# {key[0]} VP, GMM seed {key[1]}, x_T seed {key[2]}, {key[3]} draws, {platform.machine()}, {date}")
+        print("| sampler (spacing) | NFE | RMSE ± s.e. | median | flips | diffusers RMSE | median | flips | "
+              "ratio RMSE ± s.e. |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in group:
+            peer = "| — | — | — | — |" if r["peer"] is None else (
+                f"| {r['peer_rmse']:.3e} | {r['peer_median']:.3e} | {r['peer_flips']:.4f} | "
+                + ("— |" if r["ratio_se"] is None else f"{r['rmse'] / r['peer_rmse']:.4f} ± {r['ratio_se']:.4f} |"))
+            print(f"| {r['sampler']} ({r['spacing']}) | {r['nfe']} | {r['rmse']:.3e} ± {r['rmse_se'] / r['rmse']:.1%} "
+                  f"| {r['median']:.3e} | {r['flips']:.4f} {peer}")
+        peers = sorted({(r["sampler"], r["peer"]) for r in group if r["peer"]})
+        if peers:
+            print("\nDiffusers settings chosen (best per algorithm, on the calibration draws):")
+            for sampler, peer in peers:
+                print(f"- {sampler}: {peer}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=None,
+                        help="print the tables of an earlier --json run (a .jsonl file) and exit")
     parser.add_argument("--draws", type=int, default=4096)
     parser.add_argument("--gmm-seed", type=int, default=0)
     parser.add_argument("--xt-seed", type=int, default=1)
@@ -373,6 +397,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.table is not None:
+        rows = [json.loads(line) for line in args.table.read_text().splitlines() if line.startswith("{")]
+        print_table(rows, time.strftime("%Y-%m-%d", time.localtime(args.table.stat().st_mtime)))
+        return
     torch.set_num_threads(args.threads)
     for schedule_name in args.schedules:
         rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search,
@@ -380,22 +408,8 @@ def main() -> None:
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
-            continue
-        print(f"\n# {schedule_name} VP, GMM seed {args.gmm_seed}, x_T seed {args.xt_seed}, {args.draws} draws, "
-              f"{platform.machine()}, {time.strftime('%Y-%m-%d')}")
-        print("| sampler (spacing) | NFE | RMSE | median | flips | diffusers RMSE | median | flips | "
-              "ratio RMSE ± s.e. |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            peer = "| — | — | — | — |" if r["peer"] is None else (
-                f"| {r['peer_rmse']:.3e} | {r['peer_median']:.3e} | {r['peer_flips']:.3f} | "
-                f"{r['rmse'] / r['peer_rmse']:.4f} ± {r['ratio_se']:.4f} |")
-            print(f"| {r['sampler']} ({r['spacing']}) | {r['nfe']} | {r['rmse']:.3e} | {r['median']:.3e} | "
-                  f"{r['flips']:.3f} {peer}")
-        peers = sorted({(r["sampler"], r["peer"]) for r in rows if r["peer"]})
-        print("\nDiffusers settings chosen (best per algorithm):")
-        for sampler, peer in peers:
-            print(f"- {sampler}: {peer}")
+        else:
+            print_table(rows, time.strftime("%Y-%m-%d"))
     if not args.json and not args.no_peer:
         print("\nper-step overhead (4x64x64, trivial model):", per_step_overhead())
 
