@@ -74,11 +74,13 @@ GEN3D_ONLY = ["dpm_solver_v3", "dpm_solver_3s", "dpmpp_2s", "unipc_3_bh2", "ghvb
 SPACINGS = ("linspace", "linspace_skip_zero", "trailing", "logsnr", "karras", "logsnr_trailing", "karras_trailing",
             "logsnr@rounded_t", "karras@rounded_t", "logsnr_trailing@rounded_t", "karras_trailing@rounded_t")
 # diffusers' DEIS has no final_sigmas_type: it always ends at sigma(t = 0) instead of 0 (no final
-# denoising); its DDIM and PNDM do so too at step counts whose stride does not divide 1000 (the last
-# step's previous timestep is 0, not -1). gen3d is offered that ending too ("*_to_min": the
-# spacing with its final 0 replaced by sigma(t = 0)).
+# denoising; with Karras sigmas by a last step of length 0 from sigma(t = 0) to itself); its DDIM
+# and PNDM do so too at step counts whose stride does not divide 1000 (the last step's previous
+# timestep is 0, not -1). gen3d is offered that ending too ("*_to_min": the spacing with its final 0
+# replaced by sigma(t = 0)).
 TO_MIN = ("linspace_to_min", "linspace_skip_zero_to_min", "trailing_to_min")
-EXTRA_SPACINGS = {"deis_3": TO_MIN, "ddim": TO_MIN, "pndm": TO_MIN, "plms": TO_MIN}
+EXTRA_SPACINGS = {"deis_3": TO_MIN + ("karras_to_min", "karras_to_min@rounded_t"), "ddim": TO_MIN, "pndm": TO_MIN,
+                  "plms": TO_MIN}
 VE_SCHEDULERS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
 
 
@@ -267,7 +269,7 @@ def choose_settings(name, gmm, schedule, spec, calibration: Draws, with_peer: bo
 
 def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool, search: bool = True,
           only: list[str] | None = None, search_nfes: tuple = NFES, select_draws: int = 4096,
-          select_seed: int = 10_000) -> list[dict]:
+          select_seed: int = 10_000, search_draws: int = 1024, stats_draws: int = 1024) -> list[dict]:
     spec = SCHEDULES[schedule_name]
     schedule = DiscreteVP.make(spec[0], beta_start=spec[1], beta_end=spec[2])
     gmm = GaussianMixture.random(d=16, k=6, seed=gmm_seed, spread=100.0)
@@ -276,7 +278,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
     evaluation = Draws(gmm, schedule, draws, xt_seed)
     log(f"{schedule_name}: reference endpoints of {select_draws} + {draws} draws, "
         f"{time.perf_counter() - started:.0f} s")
-    statistics = v3_statistics(schedule, gmm, xt_seed)
+    statistics = v3_statistics(schedule, gmm, xt_seed, stats_draws)
     rows = []
     for name in [n for n in list(PAIRS) + GEN3D_ONLY if not only or n in only]:
         options = {"statistics": statistics} if name == "dpm_solver_v3" else None
@@ -297,7 +299,8 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
             rows.append(row)
         log(f"{schedule_name}: {name} ({our_best}), {time.perf_counter() - started:.0f} s")
     if search:
-        rows += searched_rows(schedule_name, schedule, gmm, evaluation, gmm_seed, xt_seed, statistics, search_nfes)
+        rows += searched_rows(schedule_name, schedule, gmm, evaluation, gmm_seed, xt_seed, statistics, search_nfes,
+                              search_draws)
     return rows
 
 
@@ -305,20 +308,20 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def v3_statistics(schedule, gmm, xt_seed: int):
-    """DPM-Solver-v3 statistics from 1024 calibration draws (x_T seed + 2000, disjoint from evaluation)."""
-    calib_z = torch.randn(1024, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 2000))
+def v3_statistics(schedule, gmm, xt_seed: int, draws: int = 1024):
+    """DPM-Solver-v3 statistics from calibration draws (x_T seed + 2000, disjoint from evaluation)."""
+    calib_z = torch.randn(draws, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 2000))
     calib = calib_z * (1 + schedule.sigma_max**2) ** 0.5
     return compute_statistics(gmm.denoiser, calib, schedule.sigma_max, schedule.sigma_min, points=200)
 
 
 def searched_rows(schedule_name, schedule, gmm, evaluation: Draws, gmm_seed, xt_seed, statistics,
-                  nfes: tuple = NFES) -> list[dict]:
-    """A schedule searched per NFE on 1024 calibration draws disjoint from the evaluation draws
+                  nfes: tuple = NFES, draws: int = 1024) -> list[dict]:
+    """A schedule searched per NFE on calibration draws disjoint from the evaluation draws
     (x_T seed + 1000), scored on the evaluation draws; DPM-Solver-v3 (with its statistics) is
     one of the candidates, and the starts are the logSNR, Karras, uniform-time and trailing
     spacings (the bench's plain spacings for v3 and UniPC among them)."""
-    calib_z = torch.randn(1024, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 1000))
+    calib_z = torch.randn(draws, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(xt_seed + 1000))
     calib = calib_z * (1 + schedule.sigma_max**2) ** 0.5
     calib_ref = gmm.reference_endpoint(calib, schedule.sigma_max, 1e-3)
     rows = []
@@ -394,6 +397,8 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=None, help="only these gen3d samplers (and their peers)")
     parser.add_argument("--search-nfes", nargs="+", type=int, default=list(NFES),
                         help="NFE budgets to search (each is searched independently)")
+    parser.add_argument("--search-draws", type=int, default=1024, help="calibration draws of the schedule search")
+    parser.add_argument("--stats-draws", type=int, default=1024, help="calibration draws of DPM-Solver-v3's statistics")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -404,7 +409,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for schedule_name in args.schedules:
         rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search,
-                     args.samplers, tuple(args.search_nfes), args.select_draws, args.select_seed)
+                     args.samplers, tuple(args.search_nfes), args.select_draws, args.select_seed,
+                     args.search_draws, args.stats_draws)
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
