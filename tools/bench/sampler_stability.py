@@ -30,7 +30,7 @@ def share_within(pairs: list[tuple[float, float]], tolerance: float) -> str:
     if not pairs:
         return "—"
     inside = sum(abs(a / b - 1) <= tolerance for a, b in pairs)
-    return f"{inside / len(pairs):.0%} of {len(pairs)}"
+    return f"{inside} of {len(pairs)} ({inside / len(pairs):.0%})"
 
 
 def main() -> None:
