@@ -227,26 +227,28 @@ def pick_best(results: dict) -> str:
     return min(results, key=lambda k: np.mean([np.log(max(r["rmse"], 1e-300)) for r in results[k].values()]))
 
 
-def gen3d_results(name, gmm, schedule, draws: Draws, spacing, options=None) -> dict[int, tuple]:
-    """NFE -> (per-sample errors, calls) for one gen3d sampler and spacing."""
-    probe = draws.chunks[0][0][:1]
-    budgets = steps_for_budgets(lambda s: run_gen3d(name, gmm, schedule, probe, s, spacing, options)[1])
-    by_steps = {s: draws.errors(lambda x, i, s=s: run_gen3d(name, gmm, schedule, x, s, spacing, options, seed=i)[0])
-                for s in set(budgets.values()) if s is not None}
-    return {nfe: by_steps.get(s) for nfe, s in budgets.items()}
-
-
-def diffusers_results(class_name, config, gmm, spec, draws: Draws) -> dict[int, tuple]:
+def results_by_budget(run, draws: Draws) -> dict[int, tuple]:
+    """NFE -> per-sample errors on `draws` (None where no step count fits), for `run(x_T, steps,
+    chunk_index) -> (endpoints, calls)` or None (the scheduler refuses that many steps). Calls are
+    counted on a one-draw probe; each step count then runs once, whichever budgets share it."""
     probe = draws.chunks[0][0][:1]
 
     def calls(steps):
-        out = run_diffusers(class_name, config, gmm, spec, probe, steps)
+        out = run(probe, steps, 0)
         return None if out is None else out[1]
 
     budgets = steps_for_budgets(calls)
-    by_steps = {s: draws.errors(lambda x, i, s=s: run_diffusers(class_name, config, gmm, spec, x, s)[0])
-                for s in set(budgets.values()) if s is not None}
+    by_steps = {s: draws.errors(lambda x, i, s=s: run(x, s, i)[0]) for s in set(budgets.values()) if s is not None}
     return {nfe: by_steps.get(s) for nfe, s in budgets.items()}
+
+
+def gen3d_results(name, gmm, schedule, draws: Draws, spacing, options=None) -> dict[int, tuple]:
+    return results_by_budget(lambda x, steps, i: run_gen3d(name, gmm, schedule, x, steps, spacing, options, seed=i),
+                             draws)
+
+
+def diffusers_results(class_name, config, gmm, spec, draws: Draws) -> dict[int, tuple]:
+    return results_by_budget(lambda x, steps, i: run_diffusers(class_name, config, gmm, spec, x, steps), draws)
 
 
 def choose_settings(name, gmm, schedule, spec, calibration: Draws, with_peer: bool, options) -> tuple:
