@@ -82,6 +82,8 @@ TO_MIN = ("linspace_to_min", "linspace_skip_zero_to_min", "trailing_to_min")
 EXTRA_SPACINGS = {"deis_3": TO_MIN + ("karras_to_min", "karras_to_min@rounded_t"), "ddim": TO_MIN, "pndm": TO_MIN,
                   "plms": TO_MIN}
 VE_SCHEDULERS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
+NO_PEER = {"peer": None, "peer_rmse": None, "peer_median": None, "peer_flips": None, "peer_rmse_se": None,
+           "ratio_se": None}  # a row's peer fields where there is no diffusers counterpart
 
 
 class Counter:
@@ -185,14 +187,11 @@ class Draws:
             reference = gmm.reference_endpoint(x_T, schedule.sigma_max, 1e-3)
             self.chunks.append((x_T, reference, gmm.component_of(reference)))
 
-    def errors(self, run) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Per-sample squared errors (count,) and flip flags (count,) of `run(x_T, chunk_index)`,
-        which returns the endpoints or None (no run fits the budget)."""
+    def errors(self, run) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample squared errors (count,) and flip flags (count,) of the endpoints `run(x_T, chunk_index)`."""
         squared, flipped = [], []
         for i, (x_T, reference, components) in enumerate(self.chunks):
             out = run(x_T, i)
-            if out is None:
-                return None
             squared.append((out - reference).pow(2).sum(1))
             flipped.append(self.gmm.component_of(out) != components)
         return torch.cat(squared), torch.cat(flipped)
@@ -290,9 +289,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
                                                                   spec, evaluation)
         for nfe in NFES:
             row = {"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed, "draws": draws,
-                   "sampler": name, "spacing": our_best, "nfe": nfe, **score(ours[nfe]), "peer": None,
-                   "peer_rmse": None, "peer_median": None, "peer_flips": None, "peer_rmse_se": None,
-                   "ratio_se": None}
+                   "sampler": name, "spacing": our_best, "nfe": nfe, **score(ours[nfe]), **NO_PEER}
             if peer_best is not None:
                 peer = score(theirs[nfe])
                 row.update(peer=f"{PAIRS[name][0]}({json.dumps(PAIRS[name][1][peer_best], sort_keys=True)})",
@@ -336,8 +333,7 @@ def searched_rows(schedule_name, schedule, gmm, evaluation: Draws, gmm_seed, xt_
         scores = score(evaluation.errors(lambda x, i, found=found: found.run(gmm.denoiser, x.clone())))
         rows.append({"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed, "draws": evaluation.count,
                      "sampler": f"searched[{found.sampler}{shown or ''}]", "spacing": "searched", "nfe": nfe,
-                     **scores, "peer": None, "peer_rmse": None, "peer_median": None, "peer_flips": None,
-                     "peer_rmse_se": None, "ratio_se": None})
+                     **scores, **NO_PEER})
     return rows
 
 
