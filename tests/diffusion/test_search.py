@@ -58,3 +58,29 @@ def test_search_with_dpm_solver_v3_statistics_round_trips(tmp_path):
     assert (tmp_path / "v3_statistics.safetensors").exists()
     torch.testing.assert_close(loaded.run(gmm.denoiser, calib.clone()), result.run(gmm.denoiser, calib.clone()),
                                rtol=0, atol=0)
+
+
+def test_screened_search_refines_its_screened_best_on_all_draws():
+    """screen=M: every candidate x start is searched on M draws, the `keep` best again on all draws; the
+    result is the best of the second searches and its error is measured on all draws; a screen
+    covering every draw is the plain search, result for result."""
+    gmm = GaussianMixture.random(d=8, k=3, seed=2)
+    sigma_max, sigma_min = 20.0, 0.02
+    calib = torch.randn(96, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(100)) * sigma_max
+    reference = gmm.reference_endpoint(calib, sigma_max, sigma_min)
+    candidates = (("dpmpp_2m", {}), ("unipc_bh2", {"order": 2}))
+    kwargs = dict(nfe=5, sigma_max=sigma_max, sigma_min=sigma_min, candidates=candidates, iterations=30)
+    result = search_schedule(gmm.denoiser, calib, reference, screen=24, keep=2, **kwargs)
+    screened = [h for h in result.history if h["draws"] == 24]
+    refined = [h for h in result.history if h["draws"] == 96]
+    assert len(screened) == 4 and len(refined) == 2  # 2 candidates x 2 starts, then the 2 kept
+    assert sorted(h["error"] for h in refined)[0] == result.calibration_error
+    from gen3d.diffusion.sampling import sample
+
+    on_all = float((sample(result.sampler, gmm.denoiser, calib.clone(), result.sigmas, **result.options)
+                    - reference).norm(dim=1).mean())
+    assert abs(on_all - result.calibration_error) < 1e-12  # the reported error is the error on all draws
+    plain = search_schedule(gmm.denoiser, calib, reference, **kwargs)
+    same = search_schedule(gmm.denoiser, calib, reference, screen=96, **kwargs)
+    assert plain.sampler == same.sampler and torch.equal(plain.sigmas, same.sigmas)
+    assert plain.calibration_error == same.calibration_error
