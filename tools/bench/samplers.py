@@ -271,7 +271,7 @@ def choose_settings(name, gmm, schedule, spec, calibration: Draws, with_peer: bo
 def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer: bool, search: bool = True,
           only: list[str] | None = None, search_nfes: tuple = NFES, select_draws: int = 4096,
           select_seed: int = 10_000, search_draws: int = 1024, stats_draws: int = 1024,
-          search_screen: int | None = None) -> list[dict]:
+          search_screen: int | None = None, search_keep: int = 3) -> list[dict]:
     spec = SCHEDULES[schedule_name]
     schedule = DiscreteVP.make(spec[0], beta_start=spec[1], beta_end=spec[2])
     gmm = GaussianMixture.random(d=16, k=6, seed=gmm_seed, spread=100.0)
@@ -300,7 +300,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
         log(f"{schedule_name}: {name} ({our_best}), {time.perf_counter() - started:.0f} s")
     if search:
         rows += searched_rows(schedule_name, schedule, gmm, evaluation, gmm_seed, xt_seed, statistics, search_nfes,
-                              search_draws, search_screen)
+                              search_draws, search_screen, search_keep)
     return rows
 
 
@@ -316,7 +316,8 @@ def v3_statistics(schedule, gmm, xt_seed: int, draws: int = 1024):
 
 
 def searched_rows(schedule_name, schedule, gmm, evaluation: Draws, gmm_seed, xt_seed, statistics,
-                  nfes: tuple = NFES, draws: int = 1024, screen: int | None = None) -> list[dict]:
+                  nfes: tuple = NFES, draws: int = 1024, screen: int | None = None,
+                  keep: int = 3) -> list[dict]:
     """A schedule searched per NFE on calibration draws disjoint from the evaluation draws
     (x_T seed + 1000), scored on the evaluation draws; DPM-Solver-v3 (with its statistics) is
     one of the candidates, and the starts are the logSNR, Karras, uniform-time and trailing
@@ -327,7 +328,7 @@ def searched_rows(schedule_name, schedule, gmm, evaluation: Draws, gmm_seed, xt_
     rows = []
     for nfe in nfes:
         found = search_schedule(gmm.denoiser, calib, calib_ref, nfe, schedule.sigma_max, schedule.sigma_min,
-                                iterations=300, objective="rmse", screen=screen,
+                                iterations=300, objective="rmse", screen=screen, keep=keep,
                                 candidates=DEFAULT_CANDIDATES + (("dpm_solver_v3", {"statistics": statistics}),),
                                 starts=tuple(gen3d_sigmas(schedule, nfe, sp) for sp in ("linspace", "trailing")))
         shown = {k: v for k, v in found.options.items() if k != "statistics"}
@@ -398,8 +399,9 @@ def main() -> None:
                         help="NFE budgets to search (each is searched independently)")
     parser.add_argument("--search-draws", type=int, default=1024, help="calibration draws of the schedule search")
     parser.add_argument("--search-screen", type=int, default=None,
-                        help="screen every candidate x start on this many of the search draws first; only the best 3 "
-                             "are searched on all of them (about search-draws / screen x cheaper)")
+                        help="screen every candidate x start on this many of the search draws first; only the best "
+                             "--search-keep are searched on all of them")
+    parser.add_argument("--search-keep", type=int, default=3, help="screened results searched again on all draws")
     parser.add_argument("--stats-draws", type=int, default=1024, help="calibration draws of DPM-Solver-v3's statistics")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
@@ -412,7 +414,8 @@ def main() -> None:
     for schedule_name in args.schedules:
         rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search,
                      args.samplers, tuple(args.search_nfes), args.select_draws, args.select_seed,
-                     args.search_draws, args.stats_draws, args.search_screen)
+                     args.search_draws, args.stats_draws, args.search_screen,
+                     args.search_keep)
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
