@@ -87,6 +87,11 @@ def _free_from(sigmas: torch.Tensor, sigma_max: float, sigma_floor: float) -> np
     return np.log(np.clip(increments, 1e-9, None))
 
 
+def _json_safe(options: dict) -> dict:
+    """Sampler options without the DPM-Solver-v3 statistics object (saved apart), for JSON history."""
+    return {k: v for k, v in options.items() if k != "statistics"}
+
+
 def _nelder_mead(error_of, name, options, start: torch.Tensor, sigma_max: float, floor: float,
                  iterations: int) -> tuple[torch.Tensor, float]:
     """Nelder-Mead over the free log-sigma positions from `start`: (best sigmas, their error)."""
@@ -130,10 +135,9 @@ def search_schedule(denoiser, x_T: torch.Tensor, reference: torch.Tensor, nfe: i
         initial = [logsnr_sigmas(nfe, sigma_min, sigma_max), karras_sigmas(nfe, sigma_min, sigma_max),
                    *[torch.as_tensor(s, dtype=torch.float64) for s in starts]]
         start_error = min(on_all(name, options, s) for s in initial)
-        described = {k: v for k, v in options.items() if k != "statistics"}  # JSON-safe
         for start in initial:
             sigmas, error = _nelder_mead(first_pass, name, options, start, sigma_max, floor, iterations)
-            history.append({"sampler": name, "options": described, "error": error,
+            history.append({"sampler": name, "options": _json_safe(options), "error": error,
                             "draws": screen if screened else len(x_T)})
             trials.append((error, name, options, sigmas, start_error))
     if screened:
@@ -141,8 +145,7 @@ def search_schedule(denoiser, x_T: torch.Tensor, reference: torch.Tensor, nfe: i
         trials = []
         for _, name, options, sigmas, start_error in kept:
             sigmas, error = _nelder_mead(on_all, name, options, sigmas, sigma_max, floor, iterations)
-            history.append({"sampler": name, "options": {k: v for k, v in options.items() if k != "statistics"},
-                            "error": error, "draws": len(x_T)})
+            history.append({"sampler": name, "options": _json_safe(options), "error": error, "draws": len(x_T)})
             trials.append((error, name, options, sigmas, start_error))
     error, name, options, sigmas, start_error = min(trials, key=lambda trial: trial[0])
     return SearchedSchedule(name, dict(options), sigmas, nfe, error, start_error, history)
