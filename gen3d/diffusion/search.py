@@ -87,7 +87,7 @@ def _free_from(sigmas: torch.Tensor, sigma_max: float, sigma_floor: float) -> np
     return np.log(np.clip(increments, 1e-9, None))
 
 
-def _json_safe(options: dict) -> dict:
+def json_safe_options(options: dict) -> dict:
     """Sampler options without the DPM-Solver-v3 statistics object (saved apart), for JSON history."""
     return {k: v for k, v in options.items() if k != "statistics"}
 
@@ -137,7 +137,7 @@ def search_schedule(denoiser, x_T: torch.Tensor, reference: torch.Tensor, nfe: i
         start_error = min(on_all(name, options, s) for s in initial)
         for start in initial:
             sigmas, error = _nelder_mead(first_pass, name, options, start, sigma_max, floor, iterations)
-            history.append({"sampler": name, "options": _json_safe(options), "error": error,
+            history.append({"sampler": name, "options": json_safe_options(options), "error": error,
                             "draws": screen if screened else len(x_T)})
             trials.append((error, name, options, sigmas, start_error))
     if screened:
@@ -145,7 +145,7 @@ def search_schedule(denoiser, x_T: torch.Tensor, reference: torch.Tensor, nfe: i
         trials = []
         for _, name, options, sigmas, start_error in kept:
             sigmas, error = _nelder_mead(on_all, name, options, sigmas, sigma_max, floor, iterations)
-            history.append({"sampler": name, "options": _json_safe(options), "error": error, "draws": len(x_T)})
+            history.append({"sampler": name, "options": json_safe_options(options), "error": error, "draws": len(x_T)})
             trials.append((error, name, options, sigmas, start_error))
     error, name, options, sigmas, start_error = min(trials, key=lambda trial: trial[0])
     return SearchedSchedule(name, dict(options), sigmas, nfe, error, start_error, history)

@@ -32,7 +32,7 @@ from gen3d.diffusion.denoisers import VPDenoiser  # noqa: E402
 from gen3d.diffusion.dpm_solver_v3 import compute_statistics  # noqa: E402
 from gen3d.diffusion.sampling import sample  # noqa: E402
 from gen3d.diffusion.schedules import DiscreteVP, karras_sigmas, logsnr_sigmas  # noqa: E402
-from gen3d.diffusion.search import DEFAULT_CANDIDATES, search_schedule  # noqa: E402
+from gen3d.diffusion.search import DEFAULT_CANDIDATES, json_safe_options, search_schedule  # noqa: E402
 from tests.diffusion_oracles import GaussianMixture  # noqa: E402
 
 NFES = (5, 6, 8, 10, 15, 20)
@@ -300,7 +300,7 @@ def bench(schedule_name: str, gmm_seed: int, xt_seed: int, draws: int, with_peer
         log(f"{schedule_name}: {name} ({our_best}), {time.perf_counter() - started:.0f} s")
     if search:
         rows += searched_rows(schedule_name, schedule, gmm, evaluation, gmm_seed, xt_seed, statistics, search_nfes,
-                              search_draws, search_screen, search_keep)
+                              draws=search_draws, screen=search_screen, keep=search_keep)
     return rows
 
 
@@ -331,7 +331,7 @@ def searched_rows(schedule_name, schedule, gmm, evaluation: Draws, gmm_seed, xt_
                                 iterations=300, objective="rmse", screen=screen, keep=keep,
                                 candidates=DEFAULT_CANDIDATES + (("dpm_solver_v3", {"statistics": statistics}),),
                                 starts=tuple(gen3d_sigmas(schedule, nfe, sp) for sp in ("linspace", "trailing")))
-        shown = {k: v for k, v in found.options.items() if k != "statistics"}
+        shown = json_safe_options(found.options)
         scores = score(evaluation.errors(lambda x, i, found=found: found.run(gmm.denoiser, x.clone())))
         rows.append({"schedule": schedule_name, "gmm_seed": gmm_seed, "xt_seed": xt_seed, "draws": evaluation.count,
                      "sampler": f"searched[{found.sampler}{shown or ''}]", "spacing": "searched", "nfe": nfe,
@@ -413,9 +413,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for schedule_name in args.schedules:
         rows = bench(schedule_name, args.gmm_seed, args.xt_seed, args.draws, not args.no_peer, not args.no_search,
-                     args.samplers, tuple(args.search_nfes), args.select_draws, args.select_seed,
-                     args.search_draws, args.stats_draws, args.search_screen,
-                     args.search_keep)
+                     args.samplers, tuple(args.search_nfes), select_draws=args.select_draws,
+                     select_seed=args.select_seed, search_draws=args.search_draws, stats_draws=args.stats_draws,
+                     search_screen=args.search_screen, search_keep=args.search_keep)
         if args.json:
             for row in rows:
                 print(json.dumps(row), flush=True)
