@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = train_sub.add_parser(model, parents=[common], help=f"train {what} on prepared data")
         p.add_argument("--config", default=None, help=f"YAML: preset, overrides, train (configs/{model}/tiny.yaml)")
         p.add_argument("--data", required=True, nargs="+", metavar="FOLDER",
-                       help="`gen3d data prepare` output folder(s) (their train split is used)")
+                       help="`gen3d data prepare` output folder(s) (their train split is used)"
+                       + (", or one training pack (`gen3d train pack`)" if model == "dit" else ""))
         p.add_argument("--val-data", default=None, help="prepared folder for validation (default: --data's val split)")
         p.add_argument("--out", required=True, help="run folder (resumed when it holds a checkpoint)")
         p.add_argument("--steps", type=int, default=None, help="override train.steps")
@@ -119,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                        help="fine-tune: start a new run from this model folder's weights (same model config)")
     p.add_argument("--vae", default=None, help="VAE model folder for the latent cache (default: the bundled VAE)")
+    p = train_sub.add_parser("pack", parents=[common],
+                             help="the DiT's training set (VAE latents, condition images) in one file, "
+                                  "for `gen3d train dit --data PACK` elsewhere")
+    p.add_argument("--config", default=None, help="the DiT YAML the pack is for (image size, views, val assets)")
+    p.add_argument("--data", required=True, nargs="+", metavar="FOLDER", help="`gen3d data prepare` output folder(s)")
+    p.add_argument("--val-data", default=None, help="prepared folder for validation (default: --data's val split)")
+    p.add_argument("--vae", default=None, help="VAE model folder for the latents (default: the bundled VAE)")
+    p.add_argument("--out", required=True, help="pack file to write (.npz)")
     p = train_sub.add_parser("export", parents=[common], help="write a model folder from a run")
     p.add_argument("run", help="run folder")
     p.add_argument("--out", required=True, help="model folder to write (model.safetensors + config.json)")
@@ -344,15 +353,19 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from gen3d.train.commands import export_model, train_dit, train_vae
+    from gen3d.train.commands import export_model, pack_dit, train_dit, train_vae
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     if args.train_command == "export":
         folder = export_model(args.run, args.out, fp16=args.fp16, weights=args.weights)
         _emit(args, {"ok": True, "out": str(folder)}, [f"wrote {folder}"])
         return 0
+    if args.train_command == "pack":
+        path = pack_dit(args.config, args.data, args.out, val_data=args.val_data, vae=args.vae)
+        _emit(args, {"ok": True, "out": str(path)}, [f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)"])
+        return 0
     if args.train_command not in ("vae", "dit"):
-        raise UsageError("gen3d train: choose a model (vae, dit) or export")
+        raise UsageError("gen3d train: choose a model (vae, dit), pack or export")
     options = dict(val_data=args.val_data, init_from=args.init_from, device=device, force=args.force,
                    progress=not (args.json or args.quiet), steps=args.steps, batch_size=args.batch_size)
     if args.train_command == "vae":

@@ -118,9 +118,35 @@ def train_dit(config_path, data, out, *, val_data=None, vae=None, init_from=None
     state, init_meta = _init_weights(init_from, DIT_TYPE, expected)
     run.mkdir(parents=True, exist_ok=True)
     norm = (init_meta["config"]["latent_shift"], init_meta["config"]["latent_scale"]) if init_meta else None
-    task = DiTTask(cfg, data, run / "latents.safetensors", val_data, latent_norm=norm)
+    pack = _single_file(data)
+    if pack is not None:
+        if val_data is not None:
+            raise InputError("bad_config", f"{pack} is a training pack (it holds its val set): drop --val-data")
+        task = DiTTask.from_pack(cfg, pack, latent_norm=norm)
+    else:
+        task = DiTTask.from_prepared(cfg, data, run / "latents.safetensors", val_data, latent_norm=norm)
     return train(task, cfg.train, run, resolved_config=resolved, device=device, progress=progress, init_state=state,
                  init_meta=init_meta)
+
+
+def _single_file(data) -> Path | None:
+    """The path when `data` names one file (a DiT training pack) rather than prepared folders."""
+    folders = [data] if isinstance(data, (str, Path)) else list(data)
+    return Path(folders[0]) if len(folders) == 1 and Path(folders[0]).is_file() else None
+
+
+def pack_dit(config_path, data, out, *, val_data=None, vae=None) -> Path:
+    """`gen3d train pack`: the DiT's training set (latents of `vae`, condition images) in one file, for
+    `gen3d train dit --data PACK` on a machine without the prepared folders; the latent cache is kept
+    beside it (OUT.latents.safetensors) and reused."""
+    from gen3d.train.dit import DiTRunConfig, write_pack
+
+    cfg = resolve_config(DiTRunConfig, config_path)
+    if vae is not None:
+        cfg.data.vae = str(Path(vae).resolve())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_pack(cfg, data, out.with_name(out.name + ".latents.safetensors"), out, val_data)
 
 
 def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weights: str = "ema") -> Path:

@@ -4,6 +4,7 @@ v-prediction (or eps/x0) on a discrete VP schedule, both conditions dropped toge
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,12 +16,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gen3d.diffusion.schedules import DiscreteVP
+from gen3d.errors import InputError
 from gen3d.stages.shape_dit.encoders import TinyEncoderConfig, TinyImageEncoder
 from gen3d.stages.shape_dit.model import MODEL_TYPE, D3DDiT, DiTConfig, ImageConditionedDiT, preset_config
 from gen3d.stages.shape_dit.preprocess import prepare_image
 from gen3d.stages.shape_vae.model import load_vae
 from gen3d.train.loop import TrainConfig
-from gen3d.train.vae import prepared_assets
 
 
 @dataclass
@@ -85,28 +86,110 @@ def condition_image(folder: Path, view: int, size: int) -> np.ndarray:
     return (prepare_image(rgb, size, name=str(folder), mask=mask).image * 255).round().astype(np.uint8)
 
 
+PACK_FORMAT = "gen3d-dit-pack-1"
+
+
+def write_pack(cfg: DiTRunConfig, data: str | Path | list, latent_file: Path, out: str | Path,
+               val_data: str | Path | None = None) -> Path:
+    """One .npz holding everything `gen3d train dit` reads from prepared folders: the VAE latents
+    (float32, as cached) and the condition images (lossless WebP, about 2 KB each at 128 px), so that a run can
+    train where the prepared folders are not (a GPU machine). No pickles: names are unicode arrays."""
+    train, val = _train_val_assets(cfg, data, val_data)
+    latents = load_file(str(cache_latents(train + val, cfg.data.vae, latent_file)))
+    size = cfg.encoder.image_size
+    arrays = {"format": np.array(PACK_FORMAT), "image_size": np.array(size), "views": np.array(cfg.data.views)}
+    for split, assets, views in (("train", train, range(cfg.data.views)), ("val", val, (0,))):
+        arrays[f"{split}_names"] = np.array([a.name for a in assets])
+        arrays[f"{split}_latents"] = torch.stack([latents[a.name] for a in assets]).numpy()  # (N, d_z, r, 3r)
+        encoded = [_webp(condition_image(a, v, size)) for a in assets for v in views]
+        arrays[f"{split}_webp"] = np.frombuffer(b"".join(encoded), np.uint8)
+        arrays[f"{split}_offsets"] = np.cumsum([0] + [len(e) for e in encoded])  # (N * views + 1,)
+    out = Path(out)
+    temp = out.with_name(out.name + ".tmp.npz")
+    np.savez(temp, **arrays)
+    temp.replace(out)
+    return out
+
+
+def read_pack(pack: str | Path, cfg: DiTRunConfig) -> dict:
+    """Latents (torch float32) and condition images ((N, V, S, S, 3) / (M, S, S, 3) uint8) of a pack;
+    InputError when it is not a pack or was written for another image size or fewer views."""
+    try:
+        stored = np.load(pack, allow_pickle=False)
+        fmt = str(stored["format"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError("unreadable", f"{pack}: not a gen3d DiT training pack ({exc})") from exc
+    if fmt != PACK_FORMAT:
+        raise InputError("unreadable", f"{pack}: pack format {fmt!r}, this gen3d reads {PACK_FORMAT!r}")
+    size, views = int(stored["image_size"]), int(stored["views"])
+    if size != cfg.encoder.image_size or views < cfg.data.views:
+        raise InputError("bad_config", f"{pack}: written for image_size {size} and {views} views; the config "
+                         f"asks for image_size {cfg.encoder.image_size} and {cfg.data.views} views")
+    parts = {}
+    for split, per_asset in (("train", views), ("val", 1)):
+        data, offsets = stored[f"{split}_webp"], stored[f"{split}_offsets"]
+        images = np.stack([_unwebp(data[offsets[i]: offsets[i + 1]]) for i in range(len(offsets) - 1)])
+        images = images.reshape(-1, per_asset, size, size, 3)  # (N, V, S, S, 3)
+        parts[f"{split}_images"] = images[:, : cfg.data.views] if split == "train" else images[:, 0]
+        parts[f"{split}_latents"] = torch.from_numpy(stored[f"{split}_latents"])
+    keep = cfg.data.val_assets
+    parts["val_images"], parts["val_latents"] = parts["val_images"][:keep], parts["val_latents"][:keep]
+    return parts
+
+
+def _webp(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "WEBP", lossless=True, quality=100, method=4)
+    return buffer.getvalue()
+
+
+def _unwebp(data: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data.tobytes())).convert("RGB"))
+
+
+def _train_val_assets(cfg: DiTRunConfig, data, val_data) -> tuple[list[Path], list[Path]]:
+    from gen3d.train.vae import prepared_assets  # here: it imports libigl, which a run from a pack does not need
+
+    include = tuple(cfg.data.include)
+    train = prepared_assets(data, "train", include)
+    val = prepared_assets(val_data, None, include) if val_data else prepared_assets(data, "val", include)
+    return train, val[: cfg.data.val_assets]
+
+
 class DiTTask:
     """The image-conditioned D3D-DiT on the shared loop."""
 
     model_type = MODEL_TYPE
 
-    def __init__(self, cfg: DiTRunConfig, data: str | Path | list, latent_file: Path,
-                 val_data: str | Path | None = None, latent_norm: tuple[float, float] | None = None):
-        """`latent_norm`: (shift, scale) to keep (a fine-tuned model's); default: from the training latents."""
+    def __init__(self, cfg: DiTRunConfig, train_latents: torch.Tensor, val_latents: torch.Tensor,
+                 train_images: np.ndarray, val_images: np.ndarray, latent_norm: tuple[float, float] | None = None):
+        """Latents as the VAE gives them (normalized here); `latent_norm`: (shift, scale) to keep (a
+        fine-tuned model's); default: from the training latents."""
         self.cfg, self.model_cfg = cfg, cfg.model_config()
-        include = tuple(cfg.data.include)
-        train = prepared_assets(data, "train", include)
-        val = (prepared_assets(val_data, None, include) if val_data else prepared_assets(data, "val", include))
-        val = val[: cfg.data.val_assets]
-        latents = load_file(str(cache_latents(train + val, cfg.data.vae, latent_file)))
-        stacked = torch.stack([latents[a.name] for a in train])  # (N, d_z, r, 3r)
-        self.shift, self.scale = latent_norm or (float(stacked.mean()), float(1.0 / stacked.std()))
-        self.train_latents = (stacked - self.shift) * self.scale
-        self.val_latents = (torch.stack([latents[a.name] for a in val]) - self.shift) * self.scale
-        size = cfg.encoder.image_size
-        self.train_images = np.stack([[condition_image(a, v, size) for v in range(cfg.data.views)] for a in train])
-        self.val_images = np.stack([condition_image(a, 0, size) for a in val])  # (M, S, S, 3)
+        self.shift, self.scale = latent_norm or (float(train_latents.mean()), float(1.0 / train_latents.std()))
+        self.train_latents = (train_latents - self.shift) * self.scale  # (N, d_z, r, 3r)
+        self.val_latents = (val_latents - self.shift) * self.scale  # (M, d_z, r, 3r)
+        self.train_images, self.val_images = train_images, val_images  # (N, V, S, S, 3), (M, S, S, 3) uint8
         self.schedule = DiscreteVP.make(cfg.data.schedule)
+
+    @classmethod
+    def from_prepared(cls, cfg: DiTRunConfig, data: str | Path | list, latent_file: Path,
+                      val_data: str | Path | None = None, latent_norm: tuple[float, float] | None = None) -> DiTTask:
+        """From `gen3d data prepare` folders: latents cached in `latent_file`, condition images from the views."""
+        train, val = _train_val_assets(cfg, data, val_data)
+        latents = load_file(str(cache_latents(train + val, cfg.data.vae, latent_file)))
+        size = cfg.encoder.image_size
+        train_images = np.stack([[condition_image(a, v, size) for v in range(cfg.data.views)] for a in train])
+        val_images = np.stack([condition_image(a, 0, size) for a in val])
+        return cls(cfg, torch.stack([latents[a.name] for a in train]), torch.stack([latents[a.name] for a in val]),
+                   train_images, val_images, latent_norm)
+
+    @classmethod
+    def from_pack(cls, cfg: DiTRunConfig, pack: str | Path, latent_norm: tuple[float, float] | None = None) -> DiTTask:
+        """From a training pack written by `write_pack` (see there)."""
+        parts = read_pack(pack, cfg)
+        return cls(cfg, parts["train_latents"], parts["val_latents"], parts["train_images"], parts["val_images"],
+                   latent_norm)
 
     def build_model(self) -> nn.Module:
         return ImageConditionedDiT(TinyImageEncoder(self.cfg.encoder), D3DDiT(self.model_cfg))

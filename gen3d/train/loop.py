@@ -10,6 +10,7 @@ ranks together repeat what one process does.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -83,10 +84,14 @@ def sample_indices(seed: int, size: int, start: int, count: int) -> tuple[list[i
     indices, seeds = [], []
     for position in range(start, start + count):
         epoch, offset = divmod(position, size)
-        permutation = np.random.default_rng([seed, epoch]).permutation(size)
-        indices.append(int(permutation[offset]))
+        indices.append(int(_epoch_permutation(seed, epoch, size)[offset]))
         seeds.append(int(np.random.default_rng([seed, 1, position]).integers(2**62)))
     return indices, seeds
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(size)
 
 
 # ---------------------------------------------------------------- checkpoints

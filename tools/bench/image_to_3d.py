@@ -2,7 +2,8 @@
 
     python tools/bench/image_to_3d.py [--root runs/tiny] [--model DIR] [--limit 50]
                                       [--samplers dpmpp_2m:20 unipc_bh2:10:4 ddim:50:1 ...]
-                                      [--train-sets train train_extra] [--seen N] [--json] [--output FILE.json]
+                                      [--train-sets train train_extra] [--seen N] [--held-out N] [--json]
+                                      [--output FILE.json]
 
 Two query sets, view 0 (elevation 20, azimuth 0) of each asset through the same preprocessing as a
 user's image: the val procedural seeds (ROOT/prepared/val, never trained on) and the real meshes
@@ -19,6 +20,8 @@ the asset's source mesh with its prepared rotation and normalization. Compared i
 Both baselines use the train split of every ROOT/prepared/<set> named by --train-sets (default:
 train, and train_extra when it exists: the bundled DiT's whole training set), the sources of
 ROOT/prepared/<set>/X being ROOT/sources/<set>.
+With --held-out N, also N procedural shapes that the preparation split into val in ROOT/prepared/train
+(never trained on, not the benchmark's queries), with the baselines: the set to choose settings on.
 With --seen N, also N procedural training shapes as queries (model rows and ceiling only): how well
 the model fits what it was trained on, against how it generalizes. Also the ceiling of any latent
 generator with this VAE: the query's own surface samples encoded (posterior mode) and decoded
@@ -57,6 +60,7 @@ TAU = 0.05
 CEILING = "VAE reconstruction (ceiling)"
 RGB_RETRIEVAL = "retrieval by RGB (not a baseline)"
 SEEN = "seen procedural training shapes"  # --seen: training assets as queries, no baselines
+HELD_OUT = "held-out procedural shapes (for choosing)"  # --held-out: train-split val rows, with baselines
 
 
 def sources_of(asset: Path) -> Path:
@@ -178,6 +182,9 @@ def main() -> None:
                         help="prepared sets the baselines draw from (default: train, and train_extra if present)")
     parser.add_argument("--seen", type=int, default=0,
                         help="also N procedural training assets as queries (model and ceiling only)")
+    parser.add_argument("--held-out", type=int, default=0,
+                        help="also N held-out procedural shapes as queries (the train split's val rows of "
+                             "ROOT/prepared/train: never trained on, not the benchmark's queries; for choosing)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON summary to this file")
     args = parser.parse_args()
@@ -189,10 +196,13 @@ def main() -> None:
         "val real meshes": [a for a in prepared_assets(prepared / "train", "val")
                             if source_of(a).startswith("real/")][: args.limit],
     }
+    if args.held_out:
+        query_sets[HELD_OUT] = [a for a in prepared_assets(prepared / "train", "val")
+                                if source_of(a).startswith("procedural/")][: args.held_out]
     if args.seen:
         query_sets[SEEN] = [
             a for a in train if source_of(a).startswith("procedural/")][:: max(1, len(train) // args.seen)][: args.seen]
-    query_sets = {name: queries for name, queries in query_sets.items() if queries}  # --limit 0: only --seen
+    query_sets = {name: queries for name, queries in query_sets.items() if queries}  # --limit 0: only the extra sets
     pipeline = ImageTo3D.from_pretrained(args.model)
     start = time.perf_counter()
     average = mean_shape(train, args.root / f"mean_shape_48_{len(train)}.npy")
