@@ -1,8 +1,9 @@
-"""The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script, CPU only.
+"""The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script; every stage
+runs on CPU, and dit-long on a GPU when there is one (the committed run did).
 
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
-        [--stages data vae export-vae eval-vae dit data-extra dit-finetune export-dit vae-decoder
-                  export-vae-decoder eval-dit examples]
+        [--stages data vae export-vae eval-vae dit data-extra dit-finetune pack dit-long export-dit
+                  vae-decoder export-vae-decoder eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -17,7 +18,14 @@ Stages (each skips what is already done, so re-running after an interruption res
              ROOT/prepared/train_extra (prepared apart, so the VAE's data above stays as it was)
   dit-finetune `gen3d train dit --config configs/dit/tiny_finetune.yaml --init-from ROOT/dit/model` on
              ROOT/prepared/train + ROOT/prepared/train_extra -> ROOT/dit_finetune (phase two)
-  export-dit the phase-two DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and
+  pack       `gen3d train pack` of the phase-two set (ROOT/prepared/train + train_extra, validated on
+             ROOT/prepared/val) -> ROOT/dit_pack.npz (43 MiB): all the DiT's training reads, in one file
+  dit-long   phase three: `gen3d train dit --config configs/dit/tiny_long.yaml --data ROOT/dit_pack.npz
+             --init-from ROOT/dit_finetune/model` (batch 256, 2,000 steps) -> ROOT/dit_long (the committed
+             run: one H200 through tools/train_dit_timed.py, 340 s beside two other runs, starting from
+             the fp16 export of phase two; on 2 CPU cores about 6 hours, estimated from phase one's
+             0.04 s per sample)
+  export-dit the phase-three DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and
              gen3d/weights/tiny/pipeline.json
   vae-decoder the committed VAE's decoder fine-tuned with its encoder frozen (configs/vae/tiny_decoder.yaml)
              on ROOT/prepared/train + train_extra -> ROOT/vae_decoder (phase two of the VAE)
@@ -137,6 +145,20 @@ def stage_dit_finetune(root: Path, threads: int) -> None:
           "--init-from", str(root / "dit" / "model"), "--out", str(root / "dit_finetune"))
 
 
+def stage_pack(root: Path, threads: int) -> None:
+    gen3d("--threads", str(threads), "train", "pack", "--config", "configs/dit/tiny_long.yaml",
+          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
+          "--val-data", str(root / "prepared" / "val"), "--vae", str(WEIGHTS / "vae"),
+          "--out", str(root / "dit_pack.npz"))
+
+
+def stage_dit_long(root: Path, threads: int) -> None:
+    """Phase three: configs/dit/tiny_long.yaml, its steps what fitted the GPU run's time budget."""
+    gen3d("--threads", str(threads), "train", "dit", "--config", "configs/dit/tiny_long.yaml",
+          "--data", str(root / "dit_pack.npz"), "--init-from", str(root / "dit_finetune" / "model"),
+          "--out", str(root / "dit_long"))
+
+
 # Generation defaults of the bundled model (docs/image_to_3d.md): UniPC x10 scores like DPM++(2M) x20
 # and DDIM x50 in the benchmark with fewer evaluations; 4 samples scored <= 1 sample on 30 held-out
 # train-split "val" procedural shapes (not the benchmark's queries) and in the benchmark.
@@ -146,7 +168,7 @@ TINY_DEFAULTS = {"sampler": "unipc_bh2", "steps": 10, "guidance": 1.5, "samples"
 def stage_export_dit(root: Path, threads: int) -> None:
     from gen3d.pipelines.image_to_3d import write_pipeline_spec
 
-    gen3d("train", "export", str(root / "dit_finetune"), "--out", str(WEIGHTS / "dit"), "--fp16")
+    gen3d("train", "export", str(root / "dit_long"), "--out", str(WEIGHTS / "dit"), "--fp16")
     write_pipeline_spec(WEIGHTS, "gen3d-tiny", TINY_DEFAULTS)
 
 
@@ -177,7 +199,8 @@ def stage_examples(root: Path, threads: int) -> None:
 
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
            "dit": stage_dit, "data-extra": stage_data_extra, "dit-finetune": stage_dit_finetune,
-           "export-dit": stage_export_dit, "vae-decoder": stage_vae_decoder,
+           "pack": stage_pack, "dit-long": stage_dit_long, "export-dit": stage_export_dit,
+           "vae-decoder": stage_vae_decoder,
            "export-vae-decoder": stage_export_vae_decoder, "eval-dit": stage_eval_dit, "examples": stage_examples}
 
 
