@@ -210,7 +210,7 @@ class DiTTask:
         images = np.stack([self.train_images[i, v] for i, v in zip(indices, views)])
         return {"x0": self.train_latents[indices].to(device), "noise": torch.stack(noise).to(device),
                 "t": torch.tensor(t, device=device), "keep": torch.tensor(keep, device=device),
-                "images": torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)}
+                "images": torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(255)}  # uint8 moved
 
     def _loss(self, model, x0, noise, t, images, keep) -> torch.Tensor:
         abar = self.schedule.alphas_cumprod.to(x0.device)[t].float().view(-1, 1, 1, 1)  # (B, 1, 1, 1)
