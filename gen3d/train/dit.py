@@ -116,22 +116,26 @@ def read_pack(pack: str | Path, cfg: DiTRunConfig) -> dict:
     InputError when it is not a pack or was written for another image size or fewer views."""
     try:
         stored = np.load(pack, allow_pickle=False)
-        fmt = str(stored["format"])
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         raise InputError("unreadable", f"{pack}: not a gen3d DiT training pack ({exc})") from exc
-    if fmt != PACK_FORMAT:
-        raise InputError("unreadable", f"{pack}: pack format {fmt!r}, this gen3d reads {PACK_FORMAT!r}")
-    size, views = int(stored["image_size"]), int(stored["views"])
-    if size != cfg.encoder.image_size or views < cfg.data.views:
-        raise InputError("bad_config", f"{pack}: written for image_size {size} and {views} views; the config "
-                         f"asks for image_size {cfg.encoder.image_size} and {cfg.data.views} views")
-    parts = {}
-    for split, per_asset in (("train", views), ("val", 1)):
-        data, offsets = stored[f"{split}_webp"], stored[f"{split}_offsets"]
-        images = np.stack([_unwebp(data[offsets[i]: offsets[i + 1]]) for i in range(len(offsets) - 1)])
-        images = images.reshape(-1, per_asset, size, size, 3)  # (N, V, S, S, 3)
-        parts[f"{split}_images"] = images[:, : cfg.data.views] if split == "train" else images[:, 0]
-        parts[f"{split}_latents"] = torch.from_numpy(stored[f"{split}_latents"])
+    if not isinstance(stored, np.lib.npyio.NpzFile):  # a plain .npy array
+        raise InputError("unreadable", f"{pack}: not a gen3d DiT training pack (one array, not an .npz)")
+    with stored:
+        fmt = str(stored["format"]) if "format" in stored.files else None
+        if fmt != PACK_FORMAT:
+            raise InputError("unreadable", f"{pack}: not a gen3d DiT training pack (format {fmt!r}, this gen3d "
+                             f"reads {PACK_FORMAT!r})")
+        size, views = int(stored["image_size"]), int(stored["views"])
+        if size != cfg.encoder.image_size or views < cfg.data.views:
+            raise InputError("bad_config", f"{pack}: written for image_size {size} and {views} views; the config "
+                             f"asks for image_size {cfg.encoder.image_size} and {cfg.data.views} views")
+        parts = {}
+        for split, per_asset in (("train", views), ("val", 1)):
+            data, offsets = stored[f"{split}_webp"], stored[f"{split}_offsets"]
+            images = np.stack([_unwebp(data[offsets[i]: offsets[i + 1]]) for i in range(len(offsets) - 1)])
+            images = images.reshape(-1, per_asset, size, size, 3)  # (N, V, S, S, 3)
+            parts[f"{split}_images"] = images[:, : cfg.data.views] if split == "train" else images[:, 0]
+            parts[f"{split}_latents"] = torch.from_numpy(stored[f"{split}_latents"])
     keep = cfg.data.val_assets
     parts["val_images"], parts["val_latents"] = parts["val_images"][:keep], parts["val_latents"][:keep]
     return parts

@@ -186,3 +186,12 @@ def test_a_training_pack_trains_exactly_as_the_prepared_folders(tmp_path, prepar
     other.write_text(yaml.safe_dump({**MICRO_DIT, "encoder": {**MICRO_DIT["encoder"], "image_size": 32}}))
     refused = _gen3d("train", "dit", "--config", str(other), "--data", str(pack), "--out", str(tmp_path / "no"), "-q")
     assert refused.returncode != 0 and "bad_config" in refused.stderr and "image_size 64" in refused.stderr
+
+    import numpy as np
+
+    from gen3d.errors import InputError
+    from gen3d.train.dit import read_pack
+
+    np.savez(tmp_path / "other.npz", latents=np.zeros(3))
+    with pytest.raises(InputError, match="not a gen3d DiT training pack"):
+        read_pack(tmp_path / "other.npz", cfg)
