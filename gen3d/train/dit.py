@@ -94,14 +94,13 @@ def write_pack(cfg: DiTRunConfig, data: str | Path | list, latent_file: Path, ou
     """One .npz holding everything `gen3d train dit` reads from prepared folders: the VAE latents
     (float32, as cached) and the condition images (lossless WebP, about 2 KB each at 128 px), so that a run can
     train where the prepared folders are not (a GPU machine). No pickles: names are unicode arrays."""
-    train, val = _train_val_assets(cfg, data, val_data)
-    latents = load_file(str(cache_latents(train + val, cfg.data.vae, latent_file)))
+    inputs = prepared_inputs(cfg, data, latent_file, val_data)
     size = cfg.encoder.image_size
     arrays = {"format": np.array(PACK_FORMAT), "image_size": np.array(size), "views": np.array(cfg.data.views)}
-    for split, assets, views in (("train", train, range(cfg.data.views)), ("val", val, (0,))):
-        arrays[f"{split}_names"] = np.array([a.name for a in assets])
-        arrays[f"{split}_latents"] = torch.stack([latents[a.name] for a in assets]).numpy()  # (N, d_z, r, 3r)
-        encoded = [_webp(condition_image(a, v, size)) for a in assets for v in views]
+    for split in ("train", "val"):
+        arrays[f"{split}_names"] = np.array(inputs[f"{split}_names"])
+        arrays[f"{split}_latents"] = inputs[f"{split}_latents"].numpy()  # (N, d_z, r, 3r)
+        encoded = [_webp(image) for image in inputs[f"{split}_images"].reshape(-1, size, size, 3)]
         arrays[f"{split}_webp"] = np.frombuffer(b"".join(encoded), np.uint8)
         arrays[f"{split}_offsets"] = np.cumsum([0] + [len(e) for e in encoded])  # (N * views + 1,)
     out = Path(out)
@@ -151,13 +150,24 @@ def _unwebp(data: np.ndarray) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data.tobytes())).convert("RGB"))
 
 
-def _train_val_assets(cfg: DiTRunConfig, data, val_data) -> tuple[list[Path], list[Path]]:
+def prepared_inputs(cfg: DiTRunConfig, data: str | Path | list, latent_file: Path,
+                    val_data: str | Path | None = None) -> dict:
+    """What the DiT trains on, from `gen3d data prepare` folders: VAE latents as cached in `latent_file`
+    (not normalized), condition images (train: every view, (N, V, S, S, 3); val: view 0, (M, S, S, 3);
+    uint8) and the asset names; the keys of `read_pack` plus `*_names`."""
     from gen3d.train.vae import prepared_assets  # here: it imports libigl, which a run from a pack does not need
 
     include = tuple(cfg.data.include)
     train = prepared_assets(data, "train", include)
     val = prepared_assets(val_data, None, include) if val_data else prepared_assets(data, "val", include)
-    return train, val[: cfg.data.val_assets]
+    val = val[: cfg.data.val_assets]
+    latents = load_file(str(cache_latents(train + val, cfg.data.vae, latent_file)))
+    size = cfg.encoder.image_size
+    return {"train_names": [a.name for a in train], "val_names": [a.name for a in val],
+            "train_latents": torch.stack([latents[a.name] for a in train]),
+            "val_latents": torch.stack([latents[a.name] for a in val]),
+            "train_images": np.stack([[condition_image(a, v, size) for v in range(cfg.data.views)] for a in train]),
+            "val_images": np.stack([condition_image(a, 0, size) for a in val])}
 
 
 class DiTTask:
@@ -180,13 +190,9 @@ class DiTTask:
     def from_prepared(cls, cfg: DiTRunConfig, data: str | Path | list, latent_file: Path,
                       val_data: str | Path | None = None, latent_norm: tuple[float, float] | None = None) -> DiTTask:
         """From `gen3d data prepare` folders: latents cached in `latent_file`, condition images from the views."""
-        train, val = _train_val_assets(cfg, data, val_data)
-        latents = load_file(str(cache_latents(train + val, cfg.data.vae, latent_file)))
-        size = cfg.encoder.image_size
-        train_images = np.stack([[condition_image(a, v, size) for v in range(cfg.data.views)] for a in train])
-        val_images = np.stack([condition_image(a, 0, size) for a in val])
-        return cls(cfg, torch.stack([latents[a.name] for a in train]), torch.stack([latents[a.name] for a in val]),
-                   train_images, val_images, latent_norm)
+        parts = prepared_inputs(cfg, data, latent_file, val_data)
+        return cls(cfg, parts["train_latents"], parts["val_latents"], parts["train_images"], parts["val_images"],
+                   latent_norm)
 
     @classmethod
     def from_pack(cls, cfg: DiTRunConfig, pack: str | Path, latent_norm: tuple[float, float] | None = None) -> DiTTask:
