@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latents per image (seeds SEED, SEED+1, ...) whose mean occupancy is extracted "
                         "(default: the model's)")
     p.add_argument("--resolution", type=int, default=None, help="extraction grid resolution")
+    p.add_argument("--orient", choices=["front", "none"], default=None,
+                   help="front: turn each sample about the vertical axis so that the image shows its +Z "
+                        "(front) side; none: keep the model's own orientation (default: the model's)")
     p.add_argument("--format", choices=["glb", "obj", "ply", "stl"], default=None,
                    help="output format (default: from OUT's suffix, else glb)")
 
@@ -403,7 +406,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     pipeline = ImageTo3D.from_pretrained(args.model, device)
     options = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, faces=args.faces,
-                   resolution=args.resolution, samples=args.samples)
+                   resolution=args.resolution, samples=args.samples, orient=args.orient)
     extras = pipeline.metadata(args.seed, **options)
     results = []
     for path in _progress(args, len(inputs), "images")(inputs):

@@ -4,9 +4,10 @@ DiT, decode it with the VAE, extract, clean up and fit the face budget. Untextur
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -14,9 +15,10 @@ import gen3d
 from gen3d.errors import InputError
 from gen3d.geometry.cleanup import cleanup, simplify
 from gen3d.geometry.transform import normalize
-from gen3d.stages.shape_dit.preprocess import prepare_image
+from gen3d.stages.shape_dit.orient import ConditionViews, front_turn, turn_matrix
+from gen3d.stages.shape_dit.preprocess import Prepared, prepare_image
 from gen3d.stages.shape_dit.sample import LatentSampler
-from gen3d.stages.shape_vae.mesh import latent_to_mesh
+from gen3d.stages.shape_vae.mesh import DecodedLatents
 from gen3d.stages.shape_vae.model import load_vae
 from gen3d.types import Mesh
 
@@ -33,13 +35,18 @@ class GenerationSettings:
     resolution: int = 128  # extraction grid
     faces: int = 20_000  # face budget of the output
     samples: int = 1  # latents per image (seeds seed..seed+samples-1); > 1: extract their mean occupancy (docs)
+    orient: str = "front"  # "front": turn each sample so that the input shows its +Z side (docs); "none"
+
+ORIENTATIONS = ("front", "none")
 
 
 class ImageTo3D:
     """`ImageTo3D.from_pretrained(folder).run(image, seed=0) -> Mesh` (canonical frame, longest side 1.9)."""
 
-    def __init__(self, vae, latents: LatentSampler, settings: GenerationSettings, model_id: str):
+    def __init__(self, vae, latents: LatentSampler, settings: GenerationSettings, model_id: str,
+                 views: ConditionViews | None = None):
         self.vae, self.latents, self.settings, self.model_id = vae, latents, settings, model_id
+        self.views = views or ConditionViews()  # the camera ring of the training condition images
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, device: str = "cpu") -> ImageTo3D:
@@ -49,9 +56,14 @@ class ImageTo3D:
             raise InputError("bad_checkpoint", f"{folder}: not an image -> 3D model folder (pipeline.json is missing)")
         spec = json.loads(spec_path.read_text())
         settings = GenerationSettings(**spec.get("defaults", {}))
+        views = spec.get("condition_views", {})
+        try:
+            views = ConditionViews(**{**views, "azimuths": tuple(views.get("azimuths", ConditionViews.azimuths))})
+        except TypeError as error:
+            raise InputError("bad_checkpoint", f"{spec_path}: condition_views: {error}") from None
         return cls(load_vae(folder / spec.get("vae", "vae"), device),
                    LatentSampler.from_pretrained(folder / spec.get("dit", "dit"), device), settings,
-                   spec.get("model_id", folder.name))
+                   spec.get("model_id", folder.name), views)
 
     def run(self, image: Image.Image, *, seed: int = 0, name: str = "image", **overrides) -> Mesh:
         return self.run_batch([image], seed=seed, names=[name], **overrides)[0]
@@ -62,21 +74,23 @@ class ImageTo3D:
         s = self.resolve(**overrides)
         if s.samples < 1:
             raise ValueError(f"samples must be >= 1, got {s.samples}")
+        if s.orient not in ORIENTATIONS:
+            raise ValueError(f"orient must be one of {', '.join(ORIENTATIONS)}, got {s.orient!r}")
         names = names or [f"image {i}" for i in range(len(images))]
-        pixels = torch.stack([self.condition(img, n) for img, n in zip(images, names)])  # (B, 3, S, S)
+        prepared = [prepare_image(img, self.latents.image_size, name=n) for img, n in zip(images, names)]
+        pixels = torch.stack([torch.from_numpy(p.image).permute(2, 0, 1) for p in prepared])  # (B, 3, S, S)
         pixels = pixels.repeat_interleave(s.samples, 0)  # (B * samples, 3, S, S)
         seeds = [seed + k for k in range(s.samples)] * len(images)
         latents = self.latents(pixels, seeds, sampler=s.sampler, steps=s.steps, guidance=s.guidance)
         latents = latents.unflatten(0, (len(images), s.samples))  # (B, samples, d_z, r, 3r)
-        return [self.to_mesh(z, s, n) for z, n in zip(latents, names)]
+        return [self.to_mesh(z, s, n, p) for z, n, p in zip(latents, names, prepared)]
 
-    def condition(self, image: Image.Image, name: str) -> torch.Tensor:
-        prepared = prepare_image(image, self.latents.image_size, name=name)
-        return torch.from_numpy(prepared.image).permute(2, 0, 1)  # (3, S, S)
-
-    def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str) -> Mesh:
-        """(samples, d_z, r, 3r) latents of one image -> its cleaned, budgeted, normalized mesh."""
-        mesh, _ = latent_to_mesh(self.vae, z, resolution=s.resolution)
+    def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str, prepared: Prepared | None = None) -> Mesh:
+        """(samples, d_z, r, 3r) latents of one image -> its cleaned, budgeted, normalized mesh (each sample
+        turned to face the input first when `s.orient` is "front" and the `prepared` input is given)."""
+        decoded = DecodedLatents(self.vae, z)
+        rotations = self.front_rotations(decoded, prepared.mask) if s.orient == "front" and prepared else None
+        mesh, _ = decoded.to_mesh(s.resolution, rotations=rotations)
         if mesh is None:
             raise InputError("empty_result", f"{name}: the model produced no surface")
         mesh, _ = cleanup(mesh, min_component_area=0.01)
@@ -84,25 +98,35 @@ class ImageTo3D:
             mesh = simplify(mesh, s.faces)
         return normalize(mesh)[0]
 
+    def front_rotations(self, decoded: DecodedLatents, mask: np.ndarray) -> np.ndarray:
+        """(samples, 3, 3): per sample, the turn about +Y that makes the input its front view (chosen on
+        each sample's coarse surface, which the extraction computes anyway)."""
+        turns = [0.0 if m is None else front_turn(m, mask, self.views) for m in decoded.sample_meshes()]
+        return np.stack([turn_matrix(t) for t in turns])
+
     def metadata(self, seed: int, **overrides) -> dict:
         """What GLB asset.extras and --json carry (CONVENTIONS)."""
         s = self.resolve(**overrides)
         return {"generator": f"gen3d {gen3d.__version__}", "model_id": self.model_id, "seed": seed,
-                "sampler": s.sampler, "steps": s.steps, "guidance": s.guidance, "samples": s.samples}
+                "sampler": s.sampler, "steps": s.steps, "guidance": s.guidance, "samples": s.samples,
+                "orient": s.orient}
 
     def resolve(self, **overrides) -> GenerationSettings:
         """The model's defaults with the given (non-None) overrides."""
         return GenerationSettings(**{**self.settings.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def write_pipeline_spec(folder: str | Path, model_id: str, defaults: dict | None = None) -> Path:
+def write_pipeline_spec(folder: str | Path, model_id: str, defaults: dict | None = None,
+                        views: ConditionViews | None = None) -> Path:
     """pipeline.json of a model folder holding vae/ and dit/, with the DiT's latent scale/shift copied
-    for reference (the sampler reads them from dit/config.json)."""
+    for reference (the sampler reads them from dit/config.json) and the camera ring of its training
+    condition images (`views`, default: the data preparation's)."""
     path = Path(folder) / "pipeline.json"
     dit = json.loads((Path(folder) / "dit" / "config.json").read_text())["config"]
     spec = {"format_version": 1, "model_id": model_id, "vae": "vae", "dit": "dit",
             "latent_scale": dit["latent_scale"], "latent_shift": dit["latent_shift"],
-            "defaults": {**GenerationSettings().__dict__, **(defaults or {})}}
+            "defaults": {**GenerationSettings().__dict__, **(defaults or {})},
+            "condition_views": asdict(views or ConditionViews())}
     path.write_text(json.dumps(spec, indent=1) + "\n")
     return path
 

@@ -65,13 +65,32 @@ def test_latents_are_seeded_and_a_batch_equals_single_calls(micro_model):
     assert torch.equal(sampler(images[:1], [7], steps=4, guidance=3.0), one)
 
 
+class SphereLatents:
+    """Stands in for DecodedLatents: every extraction is a sphere; `calls` records what was asked."""
+
+    calls: list = []
+
+    def __init__(self, vae, z):
+        self.z = z
+        sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+        self.sphere = Mesh(vertices=sphere.vertices, faces=sphere.faces)
+
+    def sample_meshes(self):
+        SphereLatents.calls.append(("samples", self.z.clone(), None))
+        return [self.sphere] * len(self.z)
+
+    def to_mesh(self, resolution, rotations=None):
+        SphereLatents.calls.append((resolution, self.z.clone(), rotations))
+        return self.sphere, None
+
+
 @pytest.fixture
 def sphere_decoder(monkeypatch):
     """The random micro VAE has no surface to extract: stand in a sphere for the decoded field, which
     keeps the CLI, the budget, the frame and the writers under test."""
-    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
-    monkeypatch.setattr("gen3d.pipelines.image_to_3d.latent_to_mesh",
-                        lambda vae, z, resolution: (Mesh(vertices=sphere.vertices, faces=sphere.faces), None))
+    SphereLatents.calls = []
+    monkeypatch.setattr("gen3d.pipelines.image_to_3d.DecodedLatents", SphereLatents)
+    return SphereLatents.calls
 
 
 def test_generate_one_image_to_a_file_with_metadata(tmp_path, micro_model, sphere_decoder, capsys):
@@ -110,35 +129,45 @@ def test_missing_model_folder_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and json.loads(capsys.readouterr().out)["reason"] == "bad_checkpoint"
 
 
+def test_unknown_condition_view_keys_are_a_clear_error(tmp_path, micro_model, capsys):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(micro_model, folder)
+    spec = json.loads((folder / "pipeline.json").read_text())
+    assert spec["condition_views"]["azimuths"] == [0.0, 90.0, 180.0, 270.0]
+    spec["condition_views"]["elevations"] = [20.0]
+    (folder / "pipeline.json").write_text(json.dumps(spec))
+    code = cli.main(["generate", str(_image(tmp_path / "x.png")), "-o", str(tmp_path / "x.glb"),
+                     "--model", str(folder), "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 2 and payload["reason"] == "bad_checkpoint" and "elevations" in payload["message"]
+
+
 def test_pipeline_api_run(micro_model, sphere_decoder, tmp_path):
     pipeline = ImageTo3D.from_pretrained(micro_model)
     mesh = pipeline.run(Image.open(_image(tmp_path / "c.png")), seed=1, faces=100)
     assert mesh.num_faces <= 100
 
 
-def test_samples_are_consecutive_seeds_and_a_batch_equals_single_calls(micro_model, monkeypatch, tmp_path):
+def test_samples_are_consecutive_seeds_and_a_batch_equals_single_calls(micro_model, sphere_decoder, tmp_path):
     """--samples N hands to_mesh the latents of seeds S..S+N-1 (as N single-seed calls make them) per image."""
-    seen = []
-    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
+    def extracted():  # latents of the final extractions since the last call (not the per-sample meshes)
+        out = [z for what, z, _ in sphere_decoder if what != "samples"]
+        sphere_decoder.clear()
+        return out
 
-    def capture(vae, z, resolution):
-        seen.append(z.clone())
-        return Mesh(vertices=sphere.vertices, faces=sphere.faces), None
-
-    monkeypatch.setattr("gen3d.pipelines.image_to_3d.latent_to_mesh", capture)
     pipeline = ImageTo3D.from_pretrained(micro_model)
     images = [Image.open(_image(tmp_path / "a.png")), Image.open(_image(tmp_path / "b.png", centre=(70, 70)))]
     pipeline.run_batch(images, seed=5, samples=3)
-    batch = list(seen)
+    batch = extracted()
     assert [z.shape for z in batch] == [(3, 4, 4, 12)] * 2
-    seen.clear()
     for image in images:
         pipeline.run(image, seed=5, samples=3)
-    assert all(torch.allclose(b, s, atol=1e-5) for b, s in zip(batch, seen))
-    seen.clear()
+    assert all(torch.allclose(b, s, atol=1e-5) for b, s in zip(batch, extracted()))
     for k in range(3):
         pipeline.run(images[1], seed=5 + k)
-    assert torch.allclose(batch[1], torch.cat(seen), atol=1e-5)
+    assert torch.allclose(batch[1], torch.cat(extracted()), atol=1e-5)
     assert not torch.allclose(batch[1][0], batch[1][1])
     with pytest.raises(ValueError, match="samples"):
         pipeline.run(images[0], samples=0)
@@ -152,3 +181,30 @@ def test_generate_samples_flag(tmp_path, micro_model, sphere_decoder, capsys):
     code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
                      "--samples", "0"])
     assert code == 2 and "--samples" in capsys.readouterr().err
+
+
+def test_front_orientation_turns_each_sample_before_they_are_combined(micro_model, sphere_decoder, monkeypatch,
+                                                                     tmp_path):
+    """orient="front": each sample's coarse surface chooses its turn; the final extraction gets the turns."""
+    from gen3d.stages.shape_dit.orient import turn_matrix
+
+    turns = iter([90.0, 0.0, 270.0])
+    monkeypatch.setattr("gen3d.pipelines.image_to_3d.front_turn", lambda mesh, mask, views: next(turns))
+    pipeline = ImageTo3D.from_pretrained(micro_model)
+    image = Image.open(_image(tmp_path / "a.png"))
+    pipeline.run(image, samples=3, orient="front")
+    assert [(call[0], len(call[1])) for call in sphere_decoder] == [("samples", 3), (32, 3)]
+    assert np.allclose(sphere_decoder[-1][2], np.stack([turn_matrix(90), np.eye(3), turn_matrix(270)]))
+    sphere_decoder.clear()
+    pipeline.run(image, samples=3, orient="none")
+    assert [(call[0], len(call[1]), call[2]) for call in sphere_decoder] == [(32, 3, None)]
+    with pytest.raises(ValueError, match="orient"):
+        pipeline.run(image, orient="sideways")
+
+
+def test_generate_orient_flag(tmp_path, micro_model, sphere_decoder, capsys):
+    image = _image(tmp_path / "cup.png")
+    for orient in ("none", "front"):
+        code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
+                         "--orient", orient, "--json"])
+        assert code == 0 and json.loads(capsys.readouterr().out)["orient"] == orient

@@ -126,8 +126,8 @@ def source_of(asset: Path) -> str:
     return json.loads((asset / "meta.json").read_text())["source"]
 
 
-def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, baselines: bool = True
-                 ) -> dict[str, list[dict]]:
+def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, baselines: bool = True,
+                 orients: list[str] | None = None) -> dict[str, list[dict]]:
     """Per method, one row per query: Chamfer-L1, F@0.05, seconds (`cache`: training views, shared by the sets;
     `baselines` False for queries from the training set, which retrieval would return unchanged)."""
     methods: dict[str, list[dict]] = {}
@@ -137,11 +137,12 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, basel
         for spec in samplers:
             name, steps, *rest = spec.split(":")
             samples = int(rest[0]) if rest else pipeline.settings.samples
-            clock = time.perf_counter()
-            mesh = pipeline.run(image, seed=0, sampler=name, steps=int(steps), samples=samples)
-            row = {**score(mesh, truth), "seconds": time.perf_counter() - clock}
-            methods.setdefault(f"gen3d {name} x{steps}" + (f", {samples} samples" if samples > 1 else ""),
-                               []).append(row)
+            for orient in orients or [pipeline.settings.orient]:
+                clock = time.perf_counter()
+                mesh = pipeline.run(image, seed=0, sampler=name, steps=int(steps), samples=samples, orient=orient)
+                row = {**score(mesh, truth), "seconds": time.perf_counter() - clock}
+                label = f"gen3d {name} x{steps}" + (f", {samples} samples" if samples > 1 else "")
+                methods.setdefault(label + (", not turned" if orient == "none" else ""), []).append(row)
         clock = time.perf_counter()
         ceiling = pipeline.to_mesh(encode_asset(pipeline.vae, asset)[None], pipeline.resolve(), source_of(asset))
         row = {**score(ceiling, truth), "seconds": time.perf_counter() - clock}
@@ -185,6 +186,9 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=0,
                         help="also N held-out procedural shapes as queries (the train split's val rows of "
                              "ROOT/prepared/train: never trained on, not the benchmark's queries; for choosing)")
+    parser.add_argument("--orient", nargs="+", choices=["front", "none"], default=None,
+                        help="orientation settings to run for each sampler (default: the model's; rows "
+                             "without the front turn are marked 'not turned')")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON summary to this file")
     args = parser.parse_args()
@@ -210,7 +214,7 @@ def main() -> None:
     for set_name, queries in query_sets.items():
         print(f"{set_name}: {len(queries)} queries", file=sys.stderr, flush=True)
         per_query[set_name] = evaluate_set(queries, pipeline, args.samplers, train, average, views,
-                                           baselines=set_name != SEEN)
+                                           baselines=set_name != SEEN, orients=args.orient)
         results[set_name] = summarize(per_query[set_name])
     report = {set_name: {"queries": len(query_sets[set_name]), "methods": summary,
                          "sources": [source_of(a) for a in query_sets[set_name]],

@@ -69,23 +69,29 @@ def extract_dense(fn: QueryFn, resolution: int = 512, *, level: float = 0.0, dev
     counter = _Counter(fn, resolution, device, chunk)
     n = resolution + 1
     values = counter(_lattice(n, 1)).reshape(n, n, n)
-    mesh = _marching_cubes(values, level, resolution, mask=None)
+    mesh = lattice_surface(values, level, resolution, mask=None)
     return mesh, ExtractionStats(resolution, counter.queries, counter.seconds, time.perf_counter() - start, 1)
 
 
 def extract_hierarchical(fn: QueryFn, resolution: int = 512, *, level: float = 0.0, coarse: int = 64,
-                         band: float = 0.0, device="cpu",
-                         chunk: int = DEFAULT_CHUNK) -> tuple[Mesh | None, ExtractionStats]:
+                         band: float = 0.0, device="cpu", chunk: int = DEFAULT_CHUNK,
+                         coarse_values: np.ndarray | None = None) -> tuple[Mesh | None, ExtractionStats]:
     """Coarse-to-fine extraction: the same surface as `extract_dense` with a fraction of the queries.
 
     Cells whose corners come within `band` of the level are refined too (a guard for parts thinner
-    than the coarse spacing, in the field's units)."""
+    than the coarse spacing, in the field's units). `coarse_values` ((coarse + 1)^3, indexed x, y, z):
+    the field on the coarse lattice when the caller has it already (not queried again)."""
     if resolution % coarse or (resolution // coarse) & (resolution // coarse - 1):
         raise ValueError(f"resolution {resolution} must be coarse ({coarse}) times a power of two")
     start = time.perf_counter()
     counter = _Counter(fn, resolution, device, chunk)
     stride = resolution // coarse
-    values = counter(_lattice(coarse + 1, stride)).reshape((coarse + 1,) * 3)  # the stride lattice
+    if coarse_values is None:
+        values = counter(_lattice(coarse + 1, stride)).reshape((coarse + 1,) * 3)  # the stride lattice
+    elif coarse_values.shape != (coarse + 1,) * 3:
+        raise ValueError(f"coarse_values has shape {coarse_values.shape}, expected {(coarse + 1,) * 3}")
+    else:
+        values = coarse_values.astype(np.float32)
     known = np.ones_like(values, dtype=bool)
     levels = 1
     while True:
@@ -96,7 +102,7 @@ def extract_hierarchical(fn: QueryFn, resolution: int = 512, *, level: float = 0
         values, known = _refine(values, known, active | near, stride, counter)
         stride //= 2
         levels += 1
-    mesh = _marching_cubes(values, level, resolution, mask=_corner_nodes(active, values.shape))
+    mesh = lattice_surface(values, level, resolution, mask=_corner_nodes(active, values.shape))
     return mesh, ExtractionStats(resolution, counter.queries, counter.seconds, time.perf_counter() - start, levels)
 
 
@@ -166,8 +172,9 @@ def _upsample2(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def _marching_cubes(values: np.ndarray, level: float, resolution: int, mask: np.ndarray | None) -> Mesh | None:
-    """Outward-oriented surface of {values > level} in world coordinates, or None when there is none."""
+def lattice_surface(values: np.ndarray, level: float, resolution: int, mask: np.ndarray | None) -> Mesh | None:
+    """Outward-oriented surface of {values > level} of lattice values over [-1, 1]^3 (`resolution` cells per
+    side), or None when there is none."""
     if not values.min() < level < values.max():
         return None
     spacing = 2.0 / resolution

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gen3d.geometry.sampling import sample_surface
-from gen3d.stages.shape_vae.extract import extract_dense, extract_hierarchical
+from gen3d.stages.shape_vae.extract import extract_dense, extract_hierarchical, lattice_surface
 from gen3d.stages.shape_vae.model import D3DVAE
 from gen3d.types import Mesh
 
@@ -29,24 +32,95 @@ def encode_mesh(vae: D3DVAE, mesh: Mesh, *, seed: int = 0, points: int | None = 
 
 
 def latent_to_mesh(vae: D3DVAE, z: torch.Tensor, *, resolution: int = DEFAULT_RESOLUTION, level: float = 0.0,
-                   method: str = "hierarchical", chunk: int = 262_144):
+                   method: str = "hierarchical", chunk: int = 262_144, rotations: np.ndarray | None = None):
     """Decode latents (N, d_z, r, 3r) and extract the {logit > level} surface: (Mesh or None, stats).
 
     With N > 1 the field is the ensemble's: the logit of the mean occupancy probability of the N
-    decoded fields (`ensemble_logits`); with N = 1 it is the decoded logits themselves."""
-    with torch.no_grad():
-        planes = vae.decode(z)  # (N, 3, C, R, R)
+    decoded fields (`ensemble_logits`); with N = 1 it is the decoded logits themselves. `rotations`
+    ((N, 3, 3), optional) turns each decoded shape by its matrix before they are combined."""
+    return DecodedLatents(vae, z, chunk=chunk).to_mesh(resolution, level=level, method=method, rotations=rotations)
 
-    def field(points: torch.Tensor) -> torch.Tensor:  # (M, 3) -> (M,)
-        return ensemble_logits(vae.query(planes, points[None].expand(len(planes), -1, -1)))
 
-    if method == "dense":
-        return extract_dense(field, resolution, level=level, device=z.device, chunk=chunk)
-    if method != "hierarchical":
-        raise ValueError(f"unknown extraction method {method!r}; choose dense or hierarchical")
-    coarse = min(COARSE, resolution)
-    return extract_hierarchical(field, resolution, level=level, coarse=coarse, band=LOGIT_BAND, device=z.device,
-                                chunk=chunk)
+class DecodedLatents:
+    """N decoded latents: their triplanes, and each one's logits on the coarse extraction lattice,
+    computed once and shared by the per-sample meshes and the ensemble's extraction."""
+
+    def __init__(self, vae: D3DVAE, z: torch.Tensor, *, chunk: int = 262_144):
+        self.vae, self.z, self.chunk = vae, z, chunk
+        with torch.no_grad():
+            self.planes = vae.decode(z)  # (N, 3, C, R, R)
+        self._coarse: np.ndarray | None = None
+        self._coarse_seconds = 0.0
+
+    def field(self, rotations: np.ndarray | None = None):
+        """(M, 3) points -> (M,) ensemble logits of the N shapes, shape k turned by rotations[k]."""
+        turn = None if rotations is None else torch.as_tensor(np.asarray(rotations), dtype=self.z.dtype,
+                                                              device=self.z.device)
+
+        def field(points: torch.Tensor) -> torch.Tensor:  # (M, 3) -> (M,)
+            if turn is None:
+                per_shape = points[None].expand(len(self.planes), -1, -1)  # (N, M, 3)
+            else:  # shape k turned by R_k is occupied at p where the original is occupied at R_k^T p
+                per_shape = torch.einsum("mi,nij->nmj", points.to(turn.dtype), turn)  # (N, M, 3) rows p^T R_k
+            return ensemble_logits(self.vae.query(self.planes, per_shape))
+
+        return field
+
+    def coarse_logits(self) -> np.ndarray:
+        """(N, COARSE + 1, COARSE + 1, COARSE + 1) logits of each shape on the coarse lattice (x, y, z)."""
+        if self._coarse is None:
+            start = time.perf_counter()
+            axis = torch.arange(COARSE + 1, device=self.z.device).float() * (2.0 / COARSE) - 1.0  # (L,)
+            nodes = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # (L^3, 3)
+            out = []
+            with torch.no_grad():
+                for lo in range(0, len(nodes), self.chunk):
+                    part = nodes[lo: lo + self.chunk][None].expand(len(self.planes), -1, -1)  # (N, l, 3)
+                    out.append(self.vae.query(self.planes, part).float().cpu())  # (N, l)
+            self._coarse = torch.cat(out, 1).numpy().reshape(len(self.planes), *(COARSE + 1,) * 3)
+            self._coarse_seconds = time.perf_counter() - start
+        return self._coarse
+
+    def sample_meshes(self) -> list[Mesh | None]:
+        """Each shape's surface on the coarse lattice alone (one per latent; None where it is empty)."""
+        return [lattice_surface(values, 0.0, COARSE, mask=None) for values in self.coarse_logits()]
+
+    def to_mesh(self, resolution: int = DEFAULT_RESOLUTION, *, level: float = 0.0, method: str = "hierarchical",
+                rotations: np.ndarray | None = None):
+        """The ensemble's {logit > level} surface (Mesh or None, stats); see `latent_to_mesh`."""
+        field = self.field(rotations)
+        if method == "dense":
+            return extract_dense(field, resolution, level=level, device=self.z.device, chunk=self.chunk)
+        if method != "hierarchical":
+            raise ValueError(f"unknown extraction method {method!r}; choose dense or hierarchical")
+        coarse = min(COARSE, resolution)
+        known = None
+        if coarse == COARSE:  # the coarse level from the per-shape lattices, turned, then combined
+            lattices = self.coarse_logits()  # (N, L, L, L)
+            if rotations is not None:
+                lattices = np.stack([turn_lattice(v, r) for v, r in zip(lattices, np.asarray(rotations))])
+            known = ensemble_logits(torch.from_numpy(lattices).reshape(len(lattices), -1)).reshape(lattices.shape[1:])
+            known = known.numpy()
+        mesh, stats = extract_hierarchical(field, resolution, level=level, coarse=coarse, band=LOGIT_BAND,
+                                           device=self.z.device, chunk=self.chunk, coarse_values=known)
+        if known is not None:  # count the coarse lattice's queries and time, as if extracted in one go
+            stats = replace(stats, queries=stats.queries + known.size,
+                            query_seconds=stats.query_seconds + self._coarse_seconds)
+        return mesh, stats
+
+
+def turn_lattice(values: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """(L, L, L) values of a shape on the symmetric lattice over [-1, 1]^3 -> those of the shape turned
+    by `rotation`, whose lattice maps onto itself (quarter turns about an axis): node p takes the value at
+    R^T p. Other rotations raise ValueError."""
+    n = values.shape[0] - 1
+    axis = np.linspace(-1.0, 1.0, n + 1)
+    nodes = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # (L^3, 3)
+    source = (nodes @ np.asarray(rotation) + 1.0) * n / 2  # (L^3, 3) lattice coordinates of R^T p
+    index = np.rint(source).astype(np.int64)
+    if np.abs(source - index).max() > 1e-6 or index.min() < 0 or index.max() > n:
+        raise ValueError("the rotation does not map the extraction lattice onto itself (not a quarter turn)")
+    return values[index[:, 0], index[:, 1], index[:, 2]].reshape(values.shape)
 
 
 def ensemble_logits(logits: torch.Tensor) -> torch.Tensor:
