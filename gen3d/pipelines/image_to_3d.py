@@ -37,6 +37,7 @@ class GenerationSettings:
     samples: int = 1  # latents per image (seeds seed..seed+samples-1); > 1: extract their mean occupancy (docs)
     orient: str = "front"  # "front": turn each sample so that the input shows its +Z side (docs); "none"
 
+
 ORIENTATIONS = ("front", "none")
 
 
