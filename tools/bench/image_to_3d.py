@@ -52,7 +52,7 @@ from gen3d.geometry.fields import grid_points, marching_cubes, occupancy  # noqa
 from gen3d.geometry.io import load_mesh  # noqa: E402
 from gen3d.geometry.metrics import compare_surfaces  # noqa: E402
 from gen3d.geometry.transform import apply_transform, normalize  # noqa: E402
-from gen3d.pipelines.image_to_3d import ImageTo3D  # noqa: E402
+from gen3d.pipelines.image_to_3d import ORIENTATIONS, ImageTo3D  # noqa: E402
 from gen3d.train.dit import encode_asset, view_rgba  # noqa: E402
 from gen3d.train.vae import prepared_assets  # noqa: E402
 
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=0,
                         help="also N held-out procedural shapes as queries (the train split's val rows of "
                              "ROOT/prepared/train: never trained on, not the benchmark's queries; for choosing)")
-    parser.add_argument("--orient", nargs="+", choices=["front", "none"], default=None,
+    parser.add_argument("--orient", nargs="+", choices=ORIENTATIONS, default=None,
                         help="orientation settings to run for each sampler (default: the model's; rows "
                              "without the front turn are marked 'not turned')")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
