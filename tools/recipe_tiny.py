@@ -3,7 +3,7 @@ runs on CPU, and dit-long on a GPU when there is one (the committed run did).
 
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
         [--stages data vae export-vae eval-vae dit data-extra dit-finetune pack dit-long export-dit
-                  vae-decoder export-vae-decoder eval-dit examples]
+                  vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2 eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -31,6 +31,10 @@ Stages (each skips what is already done, so re-running after an interruption res
              on ROOT/prepared/train + train_extra -> ROOT/vae_decoder (phase two of the VAE)
   export-vae-decoder its EMA weights as fp16 into gen3d/weights/tiny/vae (the encoder, so the DiT's
              latents, unchanged)
+  vae-decoder-2 phase three of the VAE: the phase-two VAE's decoder fine-tuned again, encoder frozen
+             (configs/vae/tiny_decoder_2.yaml) -> ROOT/vae_decoder_2 (the committed run started from
+             the fp16 export of phase two, as dit-long did)
+  export-vae-decoder-2 its EMA weights as fp16 into gen3d/weights/tiny/vae
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
@@ -104,6 +108,14 @@ def stage_vae_decoder(root: Path, threads: int) -> None:
           "--out", str(root / "vae_decoder"))
 
 
+def stage_vae_decoder_2(root: Path, threads: int) -> None:
+    """Phase three of the VAE: phase two's decoder trained longer at a lower rate, encoder still frozen."""
+    gen3d("--threads", str(threads), "train", "vae", "--config", "configs/vae/tiny_decoder_2.yaml",
+          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
+          "--val-data", str(root / "prepared" / "val"), "--init-from", str(root / "vae_decoder" / "model"),
+          "--out", str(root / "vae_decoder_2"))
+
+
 def stage_export_vae(root: Path, threads: int) -> None:
     gen3d("train", "export", str(root / "vae"), "--out", str(WEIGHTS / "vae"), "--fp16")
 
@@ -111,6 +123,10 @@ def stage_export_vae(root: Path, threads: int) -> None:
 def stage_export_vae_decoder(root: Path, threads: int) -> None:
     """The decoder-tuned VAE replaces the committed one; its encoder, hence the DiT's latents, is unchanged."""
     gen3d("train", "export", str(root / "vae_decoder"), "--out", str(WEIGHTS / "vae"), "--fp16")
+
+
+def stage_export_vae_decoder_2(root: Path, threads: int) -> None:
+    gen3d("train", "export", str(root / "vae_decoder_2"), "--out", str(WEIGHTS / "vae"), "--fp16")
 
 
 def stage_eval_vae(root: Path, threads: int) -> None:
@@ -201,7 +217,8 @@ RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae,
            "dit": stage_dit, "data-extra": stage_data_extra, "dit-finetune": stage_dit_finetune,
            "pack": stage_pack, "dit-long": stage_dit_long, "export-dit": stage_export_dit,
            "vae-decoder": stage_vae_decoder,
-           "export-vae-decoder": stage_export_vae_decoder, "eval-dit": stage_eval_dit, "examples": stage_examples}
+           "export-vae-decoder": stage_export_vae_decoder, "vae-decoder-2": stage_vae_decoder_2,
+           "export-vae-decoder-2": stage_export_vae_decoder_2, "eval-dit": stage_eval_dit, "examples": stage_examples}
 
 
 def main() -> None:
