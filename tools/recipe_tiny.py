@@ -100,20 +100,22 @@ def stage_vae(root: Path, threads: int) -> None:
           "--out", str(root / "vae"))
 
 
+def finetune_decoder(root: Path, threads: int, config: str, start: str, out: str) -> None:
+    """`gen3d train vae` on the DiT's whole training set from the VAE run ROOT/start, its encoder frozen by `config`."""
+    gen3d("--threads", str(threads), "train", "vae", "--config", config,
+          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
+          "--val-data", str(root / "prepared" / "val"), "--init-from", str(root / start / "model"),
+          "--out", str(root / out))
+
+
 def stage_vae_decoder(root: Path, threads: int) -> None:
     """Phase two of the VAE: its decoder fine-tuned on the DiT's whole training set, encoder frozen."""
-    gen3d("--threads", str(threads), "train", "vae", "--config", "configs/vae/tiny_decoder.yaml",
-          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
-          "--val-data", str(root / "prepared" / "val"), "--init-from", str(root / "vae" / "model"),
-          "--out", str(root / "vae_decoder"))
+    finetune_decoder(root, threads, "configs/vae/tiny_decoder.yaml", "vae", "vae_decoder")
 
 
 def stage_vae_decoder_2(root: Path, threads: int) -> None:
     """Phase three of the VAE: phase two's decoder trained longer at a lower rate, encoder still frozen."""
-    gen3d("--threads", str(threads), "train", "vae", "--config", "configs/vae/tiny_decoder_2.yaml",
-          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
-          "--val-data", str(root / "prepared" / "val"), "--init-from", str(root / "vae_decoder" / "model"),
-          "--out", str(root / "vae_decoder_2"))
+    finetune_decoder(root, threads, "configs/vae/tiny_decoder_2.yaml", "vae_decoder", "vae_decoder_2")
 
 
 def stage_export_vae(root: Path, threads: int) -> None:
