@@ -6,16 +6,25 @@ import json
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 from PIL import Image
 
+import gen3d
 from gen3d.types import Material, Mesh
 from gen3d.utils.files import atomic_write
 
+if TYPE_CHECKING:
+    import trimesh
+
+# trimesh is imported where a writer needs it: importing it takes about 1 s, a tenth of the main
+# command's time, and a geometry-only GLB (what `gen3d generate` writes) is written without it.
+
 
 def _visual(part: Mesh, material: Material, pbr: bool) -> trimesh.visual.base.Visuals | None:
+    import trimesh
+
     if part.uvs is not None and material.texture is not None:
         image = Image.fromarray(material.texture)
         if pbr:
@@ -42,6 +51,8 @@ def _visual(part: Mesh, material: Material, pbr: bool) -> trimesh.visual.base.Vi
 
 def to_trimesh_parts(mesh: Mesh, pbr: bool = True) -> list[trimesh.Trimesh]:
     """One trimesh per material used, each carrying its texture, colours or colour factor."""
+    import trimesh
+
     ids = mesh.face_materials if mesh.face_materials is not None else np.zeros(mesh.num_faces, np.int32)
     materials = mesh.materials or [Material()]
     parts = []
@@ -58,12 +69,19 @@ def to_trimesh_parts(mesh: Mesh, pbr: bool = True) -> list[trimesh.Trimesh]:
 
 def _single_trimesh(mesh: Mesh) -> trimesh.Trimesh:
     """One trimesh for formats without separate primitives (trimesh packs several textures into one)."""
+    import trimesh
+
     parts = to_trimesh_parts(mesh, pbr=False)
     return parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
 
 
 def write_glb(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Binary glTF; several materials become several primitives. `extras` goes to asset.extras."""
+    if is_geometry_only(mesh):
+        atomic_write(path, geometry_glb(mesh, extras))
+        return
+    import trimesh
+
     scene = trimesh.Scene()
     for i, part in enumerate(to_trimesh_parts(mesh, pbr=True)):
         scene.add_geometry(part, geom_name=f"part{i}", node_name=f"part{i}")
@@ -71,6 +89,41 @@ def write_glb(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     if extras:
         data = glb_with_asset_extras(data, extras)
     atomic_write(path, data)
+
+
+def is_geometry_only(mesh: Mesh) -> bool:
+    """No UVs, colours, textures or non-white materials: nothing but positions and triangles to write."""
+    materials = mesh.materials or [Material()]
+    return (mesh.uvs is None and mesh.colors is None and not any(m.has_texture for m in materials)
+            and all(np.allclose(m.base_color, 1.0) for m in materials))
+
+
+def geometry_glb(mesh: Mesh, extras: dict | None = None) -> bytes:
+    """A geometry-only binary glTF 2.0 (one node, one primitive: uint32 indices and float32 POSITION
+    with its bounds, as trimesh writes such a mesh), `extras` in asset.extras."""
+    indices = np.ascontiguousarray(mesh.faces, dtype="<u4").tobytes()  # (F * 3,) uint32
+    positions = np.ascontiguousarray(mesh.vertices, dtype="<f4")  # (V, 3) float32
+    document = {
+        "asset": {"version": "2.0", "generator": f"gen3d {gen3d.__version__}"},
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"name": "part0", "mesh": 0}],
+        "meshes": [{"name": "part0", "primitives": [{"attributes": {"POSITION": 1}, "indices": 0, "mode": 4}]}],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5125, "count": 3 * mesh.num_faces, "type": "SCALAR"},
+            {"bufferView": 1, "componentType": 5126, "count": mesh.num_vertices, "type": "VEC3",
+             "min": positions.min(0).tolist() if len(positions) else [0.0] * 3,
+             "max": positions.max(0).tolist() if len(positions) else [0.0] * 3},
+        ],
+        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": len(indices), "target": 34963},
+                        {"buffer": 0, "byteOffset": len(indices), "byteLength": positions.nbytes, "target": 34962}],
+        "buffers": [{"byteLength": len(indices) + positions.nbytes}],
+    }
+    if extras:
+        document["asset"]["extras"] = json.loads(json.dumps(extras))
+    text = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned: JSON padded with spaces, BIN with zeros
+    binary = indices + positions.tobytes()  # both multiples of 4 bytes already
+    body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
 
 
 def glb_with_asset_extras(data: bytes, extras: dict) -> bytes:
@@ -90,6 +143,8 @@ def glb_with_asset_extras(data: bytes, extras: dict) -> bytes:
 
 def write_obj(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Wavefront OBJ with a sibling .mtl and texture PNGs when the mesh has materials."""
+    import trimesh
+
     combined = _single_trimesh(mesh)
     mtl_name = path.stem + ".mtl"
     text, files = trimesh.exchange.obj.export_obj(
@@ -111,6 +166,8 @@ def write_obj(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
 
 def write_ply(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Binary PLY with vertex colours when present."""
+    import trimesh
+
     combined = _single_trimesh(mesh)
     if mesh.colors is None:
         combined.visual = trimesh.visual.ColorVisuals()
@@ -119,6 +176,8 @@ def write_ply(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
 
 def write_stl(mesh: Mesh, path: Path, extras: dict | None = None) -> None:
     """Binary STL (geometry only)."""
+    import trimesh
+
     plain = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
     atomic_write(path, trimesh.exchange.stl.export_stl(plain))
 

@@ -91,3 +91,56 @@ def test_decimated_bunny_glb(load_normalized, tmp_path):
     back = load_mesh(save_mesh(simplify(bunny, 5000), tmp_path / "bunny.glb"))
     assert back.num_faces <= 5000
     assert chamfer_l1(bunny, back) < 0.005
+
+
+def _glb_document(data: bytes) -> dict:
+    (json_length,) = struct.unpack_from("<I", data, 12)
+    return json.loads(data[20 : 20 + json_length])
+
+
+def test_geometry_only_glb_equals_trimesh_export(load_normalized):
+    """The direct writer of geometry-only GLBs against trimesh's exporter (the oracle): same arrays
+    read back by trimesh, same accessor bounds, a well-formed container."""
+    from gen3d.geometry.export import geometry_glb, is_geometry_only
+
+    bunny = load_normalized("stanford-bunny.obj")
+    plain = Mesh(bunny.vertices, bunny.faces)
+    assert is_geometry_only(plain)
+    ours = geometry_glb(plain, extras={"seed": 1})
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.Trimesh(plain.vertices, plain.faces, process=False), geom_name="part0")
+    theirs = scene.export(file_type="glb")
+    loaded = [trimesh.load(trimesh.util.wrap_as_stream(d), file_type="glb", force="mesh", process=False)
+              for d in (ours, theirs)]
+    np.testing.assert_array_equal(loaded[0].vertices, loaded[1].vertices)
+    np.testing.assert_array_equal(loaded[0].faces, loaded[1].faces)
+    np.testing.assert_array_equal(loaded[0].faces, plain.faces)
+    position = [_glb_document(d)["accessors"][d_i] for d, d_i in ((ours, 1), (theirs, 1))]
+    assert position[0]["min"] == position[1]["min"] and position[0]["max"] == position[1]["max"]
+    assert _glb_document(ours)["asset"]["extras"] == {"seed": 1}
+    assert len(ours) == struct.unpack_from("<I", ours, 8)[0] and len(ours) % 4 == 0
+    (json_length,) = struct.unpack_from("<I", ours, 12)
+    assert struct.unpack_from("<I4s", ours, 20 + json_length) == (12 * plain.num_faces + 12 * plain.num_vertices,
+                                                                   b"BIN\0")
+
+
+def test_textured_mesh_is_not_geometry_only(shared_meshes):
+    from gen3d.geometry.export import is_geometry_only
+
+    mesh = load_mesh(shared_meshes / "fuze.obj")
+    assert mesh.has_texture and not is_geometry_only(mesh)
+    red = Material(base_color=np.array([1, 0, 0, 1.0]))
+    assert not is_geometry_only(Mesh(mesh.vertices, mesh.faces, materials=[red]))
+
+
+def test_geometry_glb_does_not_import_trimesh(tmp_path):
+    """`gen3d generate` writes such GLBs; importing trimesh would add about 1 s to every run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from gen3d.geometry.export import save_mesh; from gen3d.types import Mesh; "
+            f"save_mesh(Mesh(np.eye(3), [[0, 1, 2]]), {str(tmp_path / 'a.glb')!r}, extras={{'seed': 0}}); "
+            "print('trimesh' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert load_mesh(tmp_path / "a.glb").num_faces == 1

@@ -46,6 +46,23 @@ def test_tiny_vae_shapes():
     assert torch.allclose(logits, vae.query(planes, queries), atol=1e-5) and kl.shape == (2,)
 
 
+def test_query_in_blocks_equals_one_pass(monkeypatch):
+    """The CPU query runs the MLP over row blocks for speed: the same logits as the plain composition
+    mlp(sample_triplane(...)) in one pass, with a block size that leaves a ragged last block."""
+    import gen3d.stages.shape_vae.model as vae_module
+
+    torch.manual_seed(0)
+    vae = D3DVAE(preset_config("tiny")).eval()
+    planes = torch.randn(3, 3, 16, 64, 64)
+    points = torch.rand(3, 1000, 3) * 2 - 1
+    with torch.no_grad():
+        one_pass = vae.mlp(sample_triplane(planes, points))[..., 0]  # (3, 1000)
+        monkeypatch.setattr(vae_module, "QUERY_ROWS", 3 * 128)  # 128 points per block, 8 blocks
+        blocked = vae.query(planes, points)
+    assert blocked.shape == (3, 1000)
+    torch.testing.assert_close(blocked, one_pass, rtol=1e-6, atol=1e-6)
+
+
 def test_roll_out_places_planes_side_by_side_and_round_trips():
     planes = torch.randn(2, 3, 4, 5, 5)
     image = roll_out(planes)

@@ -82,6 +82,7 @@ def unroll(image: torch.Tensor) -> torch.Tensor:
     return torch.stack(image.chunk(3, dim=-1), dim=1)
 
 
+QUERY_ROWS = 32_768  # rows per occupancy-MLP pass on the CPU (tools/bench/generate_speed.py)
 PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # plane k is indexed by these coordinates: xy, xz, yz
 
 
@@ -231,8 +232,15 @@ class D3DVAE(nn.Module):
         return self.decoder(z)
 
     def query(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3) points -> (B, N) occupancy logits (positive inside)."""
-        return self.mlp(sample_triplane(planes, points))[..., 0]
+        """(B, N, 3) points -> (B, N) occupancy logits (positive inside).
+
+        On the CPU the points go through in blocks of about QUERY_ROWS rows (B x points), so that the
+        MLP's activations stay in cache: the same values, 2-2.5x faster on large queries (docs)."""
+        step = max(1, QUERY_ROWS // len(points)) if points.device.type == "cpu" else points.shape[1]
+        if points.shape[1] <= step:
+            return self.mlp(sample_triplane(planes, points))[..., 0]
+        return torch.cat([self.mlp(sample_triplane(planes, points[:, lo: lo + step]))[..., 0]
+                          for lo in range(0, points.shape[1], step)], dim=1)  # (B, N)
 
     def forward(self, points, normals, queries, noise: torch.Tensor | None = None):
         """Training forward: (logits (B, M), KL (B,)) with latent mean + std * noise (the mode without noise)."""
