@@ -208,3 +208,13 @@ def test_generate_orient_flag(tmp_path, micro_model, sphere_decoder, capsys):
         code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
                          "--orient", orient, "--json"])
         assert code == 0 and json.loads(capsys.readouterr().out)["orient"] == orient
+
+
+def test_cli_orient_choices_are_the_pipelines():
+    """The CLI lists the orientations itself (importing the pipeline to build the parser would load torch
+    for every command): they must stay those the pipeline accepts."""
+    from gen3d.pipelines.image_to_3d import ORIENTATIONS
+
+    generate = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["generate"]._actions
+                    if "--orient" in a.option_strings)
+    assert tuple(generate.choices) == ORIENTATIONS

@@ -72,12 +72,9 @@ class DecodedLatents:
             start = time.perf_counter()
             axis = torch.arange(COARSE + 1, device=self.z.device).float() * (2.0 / COARSE) - 1.0  # (L,)
             nodes = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # (L^3, 3)
-            out = []
-            with torch.no_grad():
-                for lo in range(0, len(nodes), self.chunk):
-                    part = nodes[lo: lo + self.chunk][None].expand(len(self.planes), -1, -1)  # (N, l, 3)
-                    out.append(self.vae.query(self.planes, part).float().cpu())  # (N, l)
-            self._coarse = torch.cat(out, 1).numpy().reshape(len(self.planes), *(COARSE + 1,) * 3)
+            with torch.no_grad():  # one call: the query bounds its own working memory on the CPU
+                logits = self.vae.query(self.planes, nodes[None].expand(len(self.planes), -1, -1))  # (N, L^3)
+            self._coarse = logits.float().cpu().numpy().reshape(len(self.planes), *(COARSE + 1,) * 3)
             self._coarse_seconds = time.perf_counter() - start
         return self._coarse
 
