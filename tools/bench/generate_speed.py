@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 import gen3d.stages.shape_vae.model as vae_module  # noqa: E402
 from gen3d.stages.shape_vae.mesh import COARSE  # noqa: E402
 
-ONE_PASS = 262_144  # points per decoder call before blocks (DecodedLatents' chunk)
+ONE_PASS = 262_144  # points per query call in the coarse lattice loop before blocks (DecodedLatents.chunk)
 
 
 def gflops() -> float:
