@@ -11,7 +11,7 @@ becomes the front one gives an output whose +Z side is the side the picture show
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -61,12 +61,14 @@ def front_turn(mesh: Mesh, target: np.ndarray, views: ConditionViews, *, margin:
     one's, the same for any left-right symmetric shape, so a win there is noise; turning a shelf or a
     chair round on it costs far more than it can gain (measured: docs/image_to_3d.md)."""
     target = np.asarray(target) > 0.5
-    masks = silhouettes(mesh, views, target.shape[0])  # (A, S, S)
-    iou = (masks & target).sum((1, 2)) / np.maximum(1, (masks | target).sum((1, 2)))  # (A,)
     azimuths = np.asarray(views.azimuths, dtype=np.float64)
     front = int(np.argmin(np.abs((azimuths + 180.0) % 360.0 - 180.0)))
     behind = np.isclose(np.abs((azimuths - azimuths[front]) % 360.0 - 180.0), 0.0)
-    best = int(np.argmax(np.where(behind, -np.inf, iou)))
+    azimuths = azimuths[~behind]  # (A',) the cameras that may be chosen; only these are rendered
+    front = int(np.argmin(np.abs((azimuths + 180.0) % 360.0 - 180.0)))
+    masks = silhouettes(mesh, replace(views, azimuths=tuple(azimuths)), target.shape[0])  # (A', S, S)
+    iou = (masks & target).sum((1, 2)) / np.maximum(1, (masks | target).sum((1, 2)))  # (A',)
+    best = int(np.argmax(iou))
     if iou[best] - iou[front] <= margin:
         return 0.0
     return float(azimuths[front] - azimuths[best])
