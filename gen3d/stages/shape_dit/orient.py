@@ -64,8 +64,8 @@ def front_turn(mesh: Mesh, target: np.ndarray, views: ConditionViews, *, margin:
     azimuths = np.asarray(views.azimuths, dtype=np.float64)
     front = int(np.argmin(np.abs((azimuths + 180.0) % 360.0 - 180.0)))
     behind = np.isclose(np.abs((azimuths - azimuths[front]) % 360.0 - 180.0), 0.0)
-    azimuths = azimuths[~behind]  # (A',) the cameras that may be chosen; only these are rendered
-    front = int(np.argmin(np.abs((azimuths + 180.0) % 360.0 - 180.0)))
+    front = int(np.count_nonzero(~behind[:front]))  # its index among the cameras that may be chosen
+    azimuths = azimuths[~behind]  # (A',) those cameras; only these are rendered
     masks = silhouettes(mesh, replace(views, azimuths=tuple(azimuths)), target.shape[0])  # (A', S, S)
     iou = (masks & target).sum((1, 2)) / np.maximum(1, (masks | target).sum((1, 2)))  # (A',)
     best = int(np.argmax(iou))
