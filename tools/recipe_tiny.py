@@ -53,6 +53,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,17 +119,10 @@ def stage_vae_decoder_2(root: Path, threads: int) -> None:
     finetune_decoder(root, threads, "configs/vae/tiny_decoder_2.yaml", "vae_decoder", "vae_decoder_2")
 
 
-def stage_export_vae(root: Path, threads: int) -> None:
-    gen3d("train", "export", str(root / "vae"), "--out", str(WEIGHTS / "vae"), "--fp16")
-
-
-def stage_export_vae_decoder(root: Path, threads: int) -> None:
-    """The decoder-tuned VAE replaces the committed one; its encoder, hence the DiT's latents, is unchanged."""
-    gen3d("train", "export", str(root / "vae_decoder"), "--out", str(WEIGHTS / "vae"), "--fp16")
-
-
-def stage_export_vae_decoder_2(root: Path, threads: int) -> None:
-    gen3d("train", "export", str(root / "vae_decoder_2"), "--out", str(WEIGHTS / "vae"), "--fp16")
+def export_vae(run: str, root: Path, threads: int) -> None:
+    """The VAE run ROOT/run's EMA weights as fp16 into gen3d/weights/tiny/vae. The decoder phases keep the
+    encoder frozen, so exporting them changes the decoder only: the DiT's latents stay as they were."""
+    gen3d("train", "export", str(root / run), "--out", str(WEIGHTS / "vae"), "--fp16")
 
 
 def stage_eval_vae(root: Path, threads: int) -> None:
@@ -215,12 +209,13 @@ def stage_examples(root: Path, threads: int) -> None:
         print(f"wrote data/examples/{name} ({source}, view {view})", flush=True)
 
 
-RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": stage_export_vae, "eval-vae": stage_eval_vae,
-           "dit": stage_dit, "data-extra": stage_data_extra, "dit-finetune": stage_dit_finetune,
-           "pack": stage_pack, "dit-long": stage_dit_long, "export-dit": stage_export_dit,
-           "vae-decoder": stage_vae_decoder,
-           "export-vae-decoder": stage_export_vae_decoder, "vae-decoder-2": stage_vae_decoder_2,
-           "export-vae-decoder-2": stage_export_vae_decoder_2, "eval-dit": stage_eval_dit, "examples": stage_examples}
+RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_vae, "vae"),
+           "eval-vae": stage_eval_vae, "dit": stage_dit, "data-extra": stage_data_extra,
+           "dit-finetune": stage_dit_finetune, "pack": stage_pack, "dit-long": stage_dit_long,
+           "export-dit": stage_export_dit, "vae-decoder": stage_vae_decoder,
+           "export-vae-decoder": partial(export_vae, "vae_decoder"), "vae-decoder-2": stage_vae_decoder_2,
+           "export-vae-decoder-2": partial(export_vae, "vae_decoder_2"), "eval-dit": stage_eval_dit,
+           "examples": stage_examples}
 
 
 def main() -> None:

@@ -119,11 +119,8 @@ def geometry_glb(mesh: Mesh, extras: dict | None = None) -> bytes:
     }
     if extras:
         document["asset"]["extras"] = json.loads(json.dumps(extras))
-    text = json.dumps(document, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned: JSON padded with spaces, BIN with zeros
-    binary = indices + positions.tobytes()  # both multiples of 4 bytes already
-    body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(binary), b"BIN\0") + binary
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+    binary = indices + positions.tobytes()  # both multiples of 4 bytes, as chunks must be
+    return _glb_container(document, struct.pack("<I4s", len(binary), b"BIN\0") + binary)
 
 
 def glb_with_asset_extras(data: bytes, extras: dict) -> bytes:
@@ -134,10 +131,14 @@ def glb_with_asset_extras(data: bytes, extras: dict) -> bytes:
         raise ValueError("not a binary glTF")
     document = json.loads(data[20 : 20 + json_length])
     document.setdefault("asset", {"version": "2.0"})["extras"] = json.loads(json.dumps(extras))
+    return _glb_container(document, data[20 + json_length :], version)  # the BIN chunk unchanged
+
+
+def _glb_container(document: dict, chunks_after_json: bytes, version: int = 2) -> bytes:
+    """The GLB bytes: 12-byte header, the JSON chunk (padded with spaces to 4 bytes), then the given chunks."""
     text = json.dumps(document, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned, JSON padded with spaces
-    rest = data[20 + json_length :]  # the BIN chunk, unchanged
-    body = struct.pack("<I4s", len(text), b"JSON") + text + rest
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<I4s", len(text), b"JSON") + text + chunks_after_json
     return struct.pack("<4sII", b"glTF", version, 12 + len(body)) + body
 
 
