@@ -19,6 +19,9 @@ from pathlib import Path
 import gen3d
 from gen3d.errors import InputError
 
+# the image_to_3d pipeline's ORIENTATIONS, listed here so that building the parser does not load torch
+ORIENT_CHOICES = ("front", "none")
+
 log = logging.getLogger("gen3d")
 
 
@@ -147,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latents per image (seeds SEED, SEED+1, ...) whose mean occupancy is extracted "
                         "(default: the model's)")
     p.add_argument("--resolution", type=int, default=None, help="extraction grid resolution")
-    p.add_argument("--orient", choices=["front", "none"], default=None,
+    p.add_argument("--orient", choices=ORIENT_CHOICES, default=None,
                    help="front: turn each sample about the vertical axis so that the image shows its +Z "
                         "(front) side; none: keep the model's own orientation (default: the model's)")
     p.add_argument("--format", choices=["glb", "obj", "ply", "stl"], default=None,

@@ -215,6 +215,9 @@ def test_cli_orient_choices_are_the_pipelines():
     for every command): they must stay those the pipeline accepts."""
     from gen3d.pipelines.image_to_3d import ORIENTATIONS
 
-    generate = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["generate"]._actions
-                    if "--orient" in a.option_strings)
-    assert tuple(generate.choices) == ORIENTATIONS
+    assert cli.ORIENT_CHOICES == ORIENTATIONS
+    parser = cli.build_parser()
+    for orient in ORIENTATIONS:  # the parser takes its choices from that list
+        assert parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", orient]).orient == orient
+    with pytest.raises(cli.UsageError, match="invalid choice: 'back'"):
+        parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", "back"])
