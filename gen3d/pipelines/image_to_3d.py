@@ -31,7 +31,7 @@ class GenerationSettings:
 
     sampler: str = "dpmpp_2m"
     steps: int = 20
-    guidance: float = 1.5  # classifier-free guidance scale; 1.5 measured best for the tiny model (docs)
+    guidance: float = 1.5  # classifier-free guidance scale (1.0: none); the bundled model sets 1.0 (docs)
     resolution: int = 128  # extraction grid
     faces: int = 20_000  # face budget of the output
     samples: int = 1  # latents per image (seeds seed..seed+samples-1); > 1: extract their mean occupancy (docs)

@@ -221,3 +221,19 @@ def test_cli_orient_choices_are_the_pipelines():
         assert parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", orient]).orient == orient
     with pytest.raises(cli.UsageError, match="invalid choice: 'back'"):
         parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", "back"])
+
+
+def test_bundled_generation_defaults_are_the_recipes():
+    """gen3d/weights/tiny/pipeline.json is written by the recipe's export stage from TINY_DEFAULTS; a
+    default changed in one place only would make the recipe no longer reproduce the committed model."""
+    import importlib.util
+    from pathlib import Path
+
+    from gen3d.pipelines.image_to_3d import BUNDLED, GenerationSettings
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "recipe_tiny.py"
+    spec = importlib.util.spec_from_file_location("recipe_tiny", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    committed = json.loads((BUNDLED / "pipeline.json").read_text())["defaults"]
+    assert committed == {**GenerationSettings().__dict__, **recipe.TINY_DEFAULTS}
