@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output file (one image) or folder (several)")
     p.add_argument("--model", default=None, help="model folder with pipeline.json (default: the bundled tiny model)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale; 1.0: none, one model evaluation per step "
+                        "(default: the model's)")
     p.add_argument("--sampler", default=None, help="sampler name (e.g. dpmpp_2m, unipc_bh2, ddim)")
     p.add_argument("--seed", type=int, default=0, help="random seed, the same for every image (default: 0)")
     p.add_argument("--faces", type=int, default=None, help="face budget of each output")
