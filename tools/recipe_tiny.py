@@ -1,9 +1,10 @@
 """The recipe behind the bundled tiny model (gen3d/weights/tiny): one resumable script; every stage
-runs on CPU, and dit-long on a GPU when there is one (the committed run did).
+runs on CPU, and dit-long / dit-long-2 on a GPU when there is one (the committed runs did).
 
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
         [--stages data vae export-vae eval-vae dit data-extra dit-finetune pack dit-long export-dit
-                  vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2 eval-dit examples]
+                  dit-long-2 export-dit-2 vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2
+                  eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -27,6 +28,10 @@ Stages (each skips what is already done, so re-running after an interruption res
              0.04 s per sample)
   export-dit the phase-three DiT's EMA weights as fp16 into gen3d/weights/tiny/dit, and
              gen3d/weights/tiny/pipeline.json
+  dit-long-2 phase four: the same training again (configs/dit/tiny_long_2.yaml, 1,900 steps) --init-from
+             ROOT/dit_long/model -> ROOT/dit_long_2 (the committed run: one H200, 255 s, starting from
+             the fp16 export of phase three)
+  export-dit-2 the phase-four DiT (the committed one) into gen3d/weights/tiny/dit, and pipeline.json
   vae-decoder the committed VAE's decoder fine-tuned with its encoder frozen (configs/vae/tiny_decoder.yaml)
              on ROOT/prepared/train + train_extra -> ROOT/vae_decoder (phase two of the VAE)
   export-vae-decoder its EMA weights as fp16 into gen3d/weights/tiny/vae (the encoder, so the DiT's
@@ -164,11 +169,10 @@ def stage_pack(root: Path, threads: int) -> None:
           "--out", str(root / "dit_pack.npz"))
 
 
-def stage_dit_long(root: Path, threads: int) -> None:
-    """Phase three: configs/dit/tiny_long.yaml, its steps what fitted the GPU run's time budget."""
-    gen3d("--threads", str(threads), "train", "dit", "--config", "configs/dit/tiny_long.yaml",
-          "--data", str(root / "dit_pack.npz"), "--init-from", str(root / "dit_finetune" / "model"),
-          "--out", str(root / "dit_long"))
+def train_dit_from_pack(config: str, init: str, run: str, root: Path, threads: int) -> None:
+    """Phases three and four: a config whose steps are what fitted the GPU run's time budget."""
+    gen3d("--threads", str(threads), "train", "dit", "--config", config, "--data", str(root / "dit_pack.npz"),
+          "--init-from", str(root / init / "model"), "--out", str(root / run))
 
 
 # Generation defaults of the bundled model (docs/image_to_3d.md): UniPC x10 scores like DPM++(2M) x20
@@ -178,10 +182,11 @@ def stage_dit_long(root: Path, threads: int) -> None:
 TINY_DEFAULTS = {"sampler": "unipc_bh2", "steps": 10, "guidance": 1.0, "samples": 4, "orient": "front"}
 
 
-def stage_export_dit(root: Path, threads: int) -> None:
+def export_dit(run: str, root: Path, threads: int) -> None:
+    """The DiT run ROOT/run's EMA weights as fp16 into gen3d/weights/tiny/dit, and its pipeline.json."""
     from gen3d.pipelines.image_to_3d import write_pipeline_spec
 
-    gen3d("train", "export", str(root / "dit_long"), "--out", str(WEIGHTS / "dit"), "--fp16")
+    gen3d("train", "export", str(root / run), "--out", str(WEIGHTS / "dit"), "--fp16")
     write_pipeline_spec(WEIGHTS, "gen3d-tiny", TINY_DEFAULTS)
 
 
@@ -212,8 +217,11 @@ def stage_examples(root: Path, threads: int) -> None:
 
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_vae, "vae"),
            "eval-vae": stage_eval_vae, "dit": stage_dit, "data-extra": stage_data_extra,
-           "dit-finetune": stage_dit_finetune, "pack": stage_pack, "dit-long": stage_dit_long,
-           "export-dit": stage_export_dit, "vae-decoder": stage_vae_decoder,
+           "dit-finetune": stage_dit_finetune, "pack": stage_pack,
+           "dit-long": partial(train_dit_from_pack, "configs/dit/tiny_long.yaml", "dit_finetune", "dit_long"),
+           "export-dit": partial(export_dit, "dit_long"),
+           "dit-long-2": partial(train_dit_from_pack, "configs/dit/tiny_long_2.yaml", "dit_long", "dit_long_2"),
+           "export-dit-2": partial(export_dit, "dit_long_2"), "vae-decoder": stage_vae_decoder,
            "export-vae-decoder": partial(export_vae, "vae_decoder"), "vae-decoder-2": stage_vae_decoder_2,
            "export-vae-decoder-2": partial(export_vae, "vae_decoder_2"), "eval-dit": stage_eval_dit,
            "examples": stage_examples}
