@@ -21,6 +21,7 @@ from gen3d.errors import InputError
 
 # the image_to_3d pipeline's ORIENTATIONS, listed here so that building the parser does not load torch
 ORIENT_CHOICES = ("front", "none")
+WIDTH_CHOICES = ("fit", "model")
 
 log = logging.getLogger("gen3d")
 
@@ -155,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orient", choices=ORIENT_CHOICES, default=None,
                    help="front: turn each sample about the vertical axis so that the image shows its +Z "
                         "(front) side; none: keep the model's own orientation (default: the model's)")
+    p.add_argument("--width", choices=WIDTH_CHOICES, default=None,
+                   help="fit: scale the output's width (x) so that its front silhouette has the image's "
+                        "width/height ratio when the model's is off by more than 3%%; model: keep the "
+                        "model's width (default: the model's)")
     p.add_argument("--format", choices=["glb", "obj", "ply", "stl"], default=None,
                    help="output format (default: from OUT's suffix, else glb)")
 
@@ -411,7 +416,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     pipeline = ImageTo3D.from_pretrained(args.model, device)
     options = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, faces=args.faces,
-                   resolution=args.resolution, samples=args.samples, orient=args.orient)
+                   resolution=args.resolution, samples=args.samples, orient=args.orient,
+                   width=args.width)
     extras = pipeline.metadata(args.seed, **options)
     results = []
     for path in _progress(args, len(inputs), "images")(inputs):

@@ -17,6 +17,7 @@ from gen3d.geometry.cleanup import cleanup, simplify
 from gen3d.geometry.transform import normalize
 from gen3d.stages.shape_dit.orient import ConditionViews, front_turn, turn_matrix
 from gen3d.stages.shape_dit.preprocess import Prepared, prepare_image
+from gen3d.stages.shape_dit.proportion import fit_width
 from gen3d.stages.shape_dit.sample import LatentSampler
 from gen3d.stages.shape_vae.mesh import DecodedLatents
 from gen3d.stages.shape_vae.model import load_vae
@@ -36,9 +37,11 @@ class GenerationSettings:
     faces: int = 20_000  # face budget of the output
     samples: int = 1  # latents per image (seeds seed..seed+samples-1); > 1: extract their mean occupancy (docs)
     orient: str = "front"  # "front": turn each sample so that the input shows its +Z side (docs); "none"
+    width: str = "model"  # "fit": scale x so the front silhouette's width/height is the input's (docs); "model"
 
 
 ORIENTATIONS = ("front", "none")
+WIDTHS = ("fit", "model")
 
 
 class ImageTo3D:
@@ -77,6 +80,8 @@ class ImageTo3D:
             raise ValueError(f"samples must be >= 1, got {s.samples}")
         if s.orient not in ORIENTATIONS:
             raise ValueError(f"orient must be one of {', '.join(ORIENTATIONS)}, got {s.orient!r}")
+        if s.width not in WIDTHS:
+            raise ValueError(f"width must be one of {', '.join(WIDTHS)}, got {s.width!r}")
         names = names or [f"image {i}" for i in range(len(images))]
         prepared = [prepare_image(img, self.latents.image_size, name=n) for img, n in zip(images, names)]
         pixels = torch.stack([torch.from_numpy(p.image).permute(2, 0, 1) for p in prepared])  # (B, 3, S, S)
@@ -88,7 +93,8 @@ class ImageTo3D:
 
     def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str, prepared: Prepared | None = None) -> Mesh:
         """(samples, d_z, r, 3r) latents of one image -> its cleaned, budgeted, normalized mesh (each sample
-        turned to face the input first when `s.orient` is "front" and the `prepared` input is given)."""
+        turned to face the input first when `s.orient` is "front", and the result's width fitted to the
+        input's silhouette when `s.width` is "fit", both given the `prepared` input)."""
         decoded = DecodedLatents(self.vae, z)
         rotations = self.front_rotations(decoded, prepared.mask) if s.orient == "front" and prepared else None
         mesh, _ = decoded.to_mesh(s.resolution, rotations=rotations)
@@ -97,7 +103,10 @@ class ImageTo3D:
         mesh, _ = cleanup(mesh, min_component_area=0.01)
         if mesh.num_faces > s.faces:
             mesh = simplify(mesh, s.faces)
-        return normalize(mesh)[0]
+        mesh = normalize(mesh)[0]
+        if s.width == "fit" and prepared:
+            mesh = normalize(fit_width(mesh, prepared.aspect, self.views))[0]
+        return mesh
 
     def front_rotations(self, decoded: DecodedLatents, mask: np.ndarray) -> np.ndarray:
         """(samples, 3, 3): per sample, the turn about +Y that makes the input its front view (chosen on
@@ -110,7 +119,7 @@ class ImageTo3D:
         s = self.resolve(**overrides)
         return {"generator": f"gen3d {gen3d.__version__}", "model_id": self.model_id, "seed": seed,
                 "sampler": s.sampler, "steps": s.steps, "guidance": s.guidance, "samples": s.samples,
-                "orient": s.orient}
+                "orient": s.orient, "width": s.width}
 
     def resolve(self, **overrides) -> GenerationSettings:
         """The model's defaults with the given (non-None) overrides."""

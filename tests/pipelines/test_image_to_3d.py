@@ -210,17 +210,51 @@ def test_generate_orient_flag(tmp_path, micro_model, sphere_decoder, capsys):
         assert code == 0 and json.loads(capsys.readouterr().out)["orient"] == orient
 
 
-def test_cli_orient_choices_are_the_pipelines():
-    """The CLI lists the orientations itself (importing the pipeline to build the parser would load torch
-    for every command): they must stay those the pipeline accepts."""
-    from gen3d.pipelines.image_to_3d import ORIENTATIONS
+def test_cli_orient_and_width_choices_are_the_pipelines():
+    """The CLI lists the orientations and width settings itself (importing the pipeline to build the
+    parser would load torch for every command): they must stay those the pipeline accepts."""
+    from gen3d.pipelines.image_to_3d import ORIENTATIONS, WIDTHS
 
-    assert cli.ORIENT_CHOICES == ORIENTATIONS
+    assert cli.ORIENT_CHOICES == ORIENTATIONS and cli.WIDTH_CHOICES == WIDTHS
     parser = cli.build_parser()
     for orient in ORIENTATIONS:  # the parser takes its choices from that list
         assert parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", orient]).orient == orient
+    for width in WIDTHS:
+        assert parser.parse_args(["generate", "a.png", "-o", "a.glb", "--width", width]).width == width
     with pytest.raises(cli.UsageError, match="invalid choice: 'back'"):
         parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", "back"])
+    with pytest.raises(cli.UsageError, match="invalid choice: 'wide'"):
+        parser.parse_args(["generate", "a.png", "-o", "a.glb", "--width", "wide"])
+
+
+def test_width_fit_gives_the_output_the_pictures_silhouette_ratio(micro_model, sphere_decoder, tmp_path):
+    """width="fit": the decoded sphere, seen from the front camera, takes the ratio of a 2:1 ellipse in the
+    picture (measured on the output by an independent render); "model" keeps the sphere round."""
+    from gen3d.stages.shape_dit.orient import ConditionViews
+    from gen3d.stages.shape_dit.proportion import front_aspect
+
+    yy, xx = np.mgrid[:120, :200]
+    rgb = np.zeros((120, 200, 3), np.uint8)
+    rgb[((yy - 60) / 30.0) ** 2 + ((xx - 100) / 60.0) ** 2 <= 1.0] = (230, 120, 20)  # 121 x 61 px
+    picture = Image.fromarray(rgb)
+    pipeline = ImageTo3D.from_pretrained(micro_model)
+    fitted = pipeline.run(picture, width="fit", faces=5000)
+    seen = front_aspect(fitted.vertices, fitted.faces, ConditionViews(resolution=512))
+    assert seen == pytest.approx(121 / 61, rel=0.03)
+    assert np.ptp(fitted.vertices, axis=0) == pytest.approx([1.9, 0.95, 0.95], rel=0.05)
+    kept = pipeline.run(picture, width="model", faces=5000)
+    assert np.ptp(kept.vertices, axis=0) == pytest.approx([1.9, 1.9, 1.9], rel=0.01)
+    assert pipeline.metadata(0, width="fit")["width"] == "fit"
+    with pytest.raises(ValueError, match="width"):
+        pipeline.run(picture, width="wide")
+
+
+def test_generate_width_flag(tmp_path, micro_model, sphere_decoder, capsys):
+    image = _image(tmp_path / "cup.png")
+    for width in ("model", "fit"):
+        code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
+                         "--width", width, "--json"])
+        assert code == 0 and json.loads(capsys.readouterr().out)["width"] == width
 
 
 def test_bundled_generation_defaults_are_the_recipes():

@@ -53,6 +53,13 @@ def test_alpha_channel_is_used_when_present():
     assert 0.45 < out.mask.mean() < 0.7  # a disk filling 80% of the side covers pi/4 * 0.64 = 50%
 
 
+def test_the_foregrounds_aspect_is_measured_in_the_inputs_own_pixels():
+    rgba = np.zeros((90, 200, 4), np.uint8)
+    rgba[20:50, 40:160] = 255  # an opaque rectangle 120 wide, 30 high
+    out = prepare_image(Image.fromarray(rgba, "RGBA"), size=32)
+    assert out.aspect == 4.0  # exact: not rounded to the 32 px condition image
+
+
 def test_reason_codes_for_tiny_and_empty_images():
     with pytest.raises(InputError) as tiny:
         prepare_image(Image.new("RGB", (20, 300)))

@@ -23,6 +23,7 @@ class Prepared:
     image: np.ndarray  # (S, S, 3) float32 in [0, 1], object centred on the background
     mask: np.ndarray  # (S, S) float32 coverage
     foreground: str  # "alpha", "rembg" or "border-estimate"
+    aspect: float = 1.0  # width / height of the foreground's bounding box in the input's own pixels
 
 
 def to_rgba(image: Image.Image) -> np.ndarray:
@@ -94,4 +95,5 @@ def prepare_image(image: Image.Image, size: int = 224, *, margin: float = 0.1, b
                          .resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
     coverage = resized[..., 3:]
     rgb = resized[..., :3] * coverage + background * (1 - coverage)
-    return Prepared(image=rgb.astype(np.float32), mask=coverage[..., 0], foreground=how)
+    return Prepared(image=rgb.astype(np.float32), mask=coverage[..., 0], foreground=how,
+                    aspect=(right - left) / (bottom - top))
