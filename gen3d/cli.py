@@ -19,7 +19,7 @@ from pathlib import Path
 import gen3d
 from gen3d.errors import InputError
 
-# the image_to_3d pipeline's ORIENTATIONS, listed here so that building the parser does not load torch
+# the image_to_3d pipeline's ORIENTATIONS and WIDTHS, listed here so that building the parser does not load torch
 ORIENT_CHOICES = ("front", "none")
 WIDTH_CHOICES = ("fit", "model")
 

@@ -44,9 +44,13 @@ def test_front_aspect_of_a_box_is_its_pinhole_projection(extents):
 
 
 def test_width_scale_recovers_a_known_stretch():
-    target = _pinhole_aspect((1.3, 1.4, 0.8), VIEWS)
-    assert width_scale(_box((1.0, 1.4, 0.8)), target, VIEWS) == pytest.approx(1.3, rel=0.015)
-    assert width_scale(_box((1.0, 1.4, 0.8)), _pinhole_aspect((0.7, 1.4, 0.8), VIEWS), VIEWS) == pytest.approx(0.7, rel=0.015)
+    for width in (1.3, 0.7):
+        target = _pinhole_aspect((width, 1.4, 0.8), VIEWS)
+        assert width_scale(_box((1.0, 1.4, 0.8)), target, VIEWS) == pytest.approx(width, rel=0.015)
+    # a stretch past the longest side (1.9, as in the pipeline): the fit measures the stretched shape
+    # brought back to that side, as the output will be
+    target = _pinhole_aspect(np.array([2.5, 1.9, 0.8]) * 1.9 / 2.5, VIEWS)  # (2.5, 1.9, 0.8) normalized
+    assert width_scale(_box((1.0, 1.9, 0.8)), target, VIEWS) == pytest.approx(2.5, rel=0.015)
 
 
 def test_fit_width_scales_x_only_and_leaves_close_shapes_alone():

@@ -35,15 +35,20 @@ class ConditionViews:
     # between a shape's render and its prepared view here, against ~0.97 at 192 px)
 
 
-def silhouettes(mesh: Mesh, views: ConditionViews, size: int, *, backend: str = "torch") -> np.ndarray:
-    """(A, size, size) bool: the mesh's coverage from each ring camera, cropped, centred and padded like a
-    condition image (so that only the outline's shape counts, not its scale or position)."""
+def coverage(mesh: Mesh, views: ConditionViews, *, backend: str = "torch") -> torch.Tensor:
+    """(A, R, R) bool: the pixels the mesh covers from each ring camera, at the ring's resolution R."""
     cameras = orbit_cameras([views.elevation] * len(views.azimuths), list(views.azimuths), radius=views.radius,
                             fov_deg=views.fov_deg, width=views.resolution)
     vertices = torch.as_tensor(mesh.vertices, dtype=torch.float32)  # (V, 3)
     faces = torch.as_tensor(mesh.faces, dtype=torch.int64)  # (F, 3)
-    covered = rasterize(transform_points(vertices, cameras.world_to_clip()), faces, views.resolution,
-                        backend=backend).tri_id >= 0  # (A, R, R)
+    return rasterize(transform_points(vertices, cameras.world_to_clip()), faces, views.resolution,
+                     backend=backend).tri_id >= 0  # (A, R, R)
+
+
+def silhouettes(mesh: Mesh, views: ConditionViews, size: int, *, backend: str = "torch") -> np.ndarray:
+    """(A, size, size) bool: the mesh's coverage from each ring camera, cropped, centred and padded like a
+    condition image (so that only the outline's shape counts, not its scale or position)."""
+    covered = coverage(mesh, views, backend=backend)  # (A, R, R)
     blank = Image.new("RGB", (views.resolution, views.resolution))
     out = np.zeros((len(views.azimuths), size, size), bool)
     for k, view in enumerate(covered.numpy()):

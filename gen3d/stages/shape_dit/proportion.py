@@ -8,13 +8,12 @@ docs/image_to_3d.md).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
-import torch
 
 from gen3d.geometry.transform import apply_transform
-from gen3d.render.cameras import orbit_cameras, transform_points
-from gen3d.render.raster import rasterize
-from gen3d.stages.shape_dit.orient import ConditionViews
+from gen3d.stages.shape_dit.orient import ConditionViews, coverage
 from gen3d.types import Mesh
 
 
@@ -29,12 +28,8 @@ def bbox_aspect(mask: np.ndarray) -> float:
 def front_aspect(vertices: np.ndarray, faces: np.ndarray, views: ConditionViews) -> float:
     """Width over height of the silhouette's bounding box from the front camera of the ring (azimuth 0, the
     ring's elevation, radius and lens) at the ring's resolution."""
-    camera = orbit_cameras([views.elevation], [0.0], radius=views.radius, fov_deg=views.fov_deg,
-                           width=views.resolution)
-    clip = transform_points(torch.as_tensor(vertices, dtype=torch.float32), camera.world_to_clip())  # (1, V, 4)
-    covered = rasterize(clip, torch.as_tensor(faces, dtype=torch.int64), views.resolution,
-                        backend="torch").tri_id[0] >= 0  # (R, R)
-    return bbox_aspect(covered.numpy())
+    front = coverage(Mesh(vertices=vertices, faces=faces), replace(views, azimuths=(0.0,)))  # (1, R, R)
+    return bbox_aspect(front[0].numpy())
 
 
 def width_scale(mesh: Mesh, target_aspect: float, views: ConditionViews, *, iterations: int = 3) -> float:
