@@ -239,7 +239,7 @@ def test_width_fit_gives_the_output_the_pictures_silhouette_ratio(micro_model, s
     picture = Image.fromarray(rgb)
     pipeline = ImageTo3D.from_pretrained(micro_model)
     fitted = pipeline.run(picture, width="fit", faces=5000)
-    seen = front_aspect(fitted.vertices, fitted.faces, ConditionViews(resolution=512))
+    seen = front_aspect(fitted, ConditionViews(resolution=512))
     assert seen == pytest.approx(121 / 61, rel=0.03)
     assert np.ptp(fitted.vertices, axis=0) == pytest.approx([1.9, 0.95, 0.95], rel=0.05)
     kept = pipeline.run(picture, width="model", faces=5000)

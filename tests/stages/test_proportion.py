@@ -40,7 +40,7 @@ def _pinhole_aspect(extents, views: ConditionViews) -> float:
 @pytest.mark.parametrize("extents", [(1.9, 1.0, 1.0), (0.8, 1.9, 0.8), (1.2, 0.5, 1.9), (1.9, 1.3, 0.4)])
 def test_front_aspect_of_a_box_is_its_pinhole_projection(extents):
     box = _box(extents)
-    assert front_aspect(box.vertices, box.faces, VIEWS) == pytest.approx(_pinhole_aspect(extents, VIEWS), rel=0.015)
+    assert front_aspect(box, VIEWS) == pytest.approx(_pinhole_aspect(extents, VIEWS), rel=0.015)
 
 
 def test_width_scale_recovers_a_known_stretch():
