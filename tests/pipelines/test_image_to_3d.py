@@ -202,12 +202,14 @@ def test_front_orientation_turns_each_sample_before_they_are_combined(micro_mode
         pipeline.run(image, orient="sideways")
 
 
-def test_generate_orient_flag(tmp_path, micro_model, sphere_decoder, capsys):
+@pytest.mark.parametrize("setting,values", [("orient", ("none", "front")), ("width", ("model", "fit"))])
+def test_generate_setting_flags_reach_the_output_metadata(tmp_path, micro_model, sphere_decoder, capsys, setting,
+                                                          values):
     image = _image(tmp_path / "cup.png")
-    for orient in ("none", "front"):
+    for value in values:
         code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
-                         "--orient", orient, "--json"])
-        assert code == 0 and json.loads(capsys.readouterr().out)["orient"] == orient
+                         f"--{setting}", value, "--json"])
+        assert code == 0 and json.loads(capsys.readouterr().out)[setting] == value
 
 
 def test_cli_orient_and_width_choices_are_the_pipelines():
@@ -248,13 +250,6 @@ def test_width_fit_gives_the_output_the_pictures_silhouette_ratio(micro_model, s
     with pytest.raises(ValueError, match="width"):
         pipeline.run(picture, width="wide")
 
-
-def test_generate_width_flag(tmp_path, micro_model, sphere_decoder, capsys):
-    image = _image(tmp_path / "cup.png")
-    for width in ("model", "fit"):
-        code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
-                         "--width", width, "--json"])
-        assert code == 0 and json.loads(capsys.readouterr().out)["width"] == width
 
 
 def test_bundled_generation_defaults_are_the_recipes():
