@@ -124,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
                        help="fine-tune: start a new run from this model folder's weights (same model config)")
     p.add_argument("--vae", default=None, help="VAE model folder for the latent cache (default: the bundled VAE)")
+    train_sub.choices["vae"].add_argument(
+        "--generated", default=None, metavar="BANK",
+        help="generated-latent bank (`gen3d train bank`): train the decoder on the DiT's samples too (data.generated)")
+    p = train_sub.add_parser("bank", parents=[common],
+                             help="the DiT's samples of its training set, for a generator-aware decoder fine-tune "
+                                  "(`gen3d train vae --generated BANK`)")
+    p.add_argument("--data", required=True, nargs="+", metavar="FOLDER",
+                   help="`gen3d data prepare` output folder(s) the DiT was trained on (their train split)")
+    p.add_argument("--model", default=None, metavar="MODEL_DIR",
+                   help="image -> 3D model folder (pipeline.json, vae/, dit/; default: the bundled model)")
+    p.add_argument("--views", type=int, default=4, help="condition views sampled per asset (default 4)")
+    p.add_argument("--seed", type=int, default=100_000, help="seed of the first sample (one more per sample)")
+    p.add_argument("--out", required=True, help="bank file to write (.npz)")
     p = train_sub.add_parser("pack", parents=[common],
                              help="the DiT's training set (VAE latents, condition images) in one file, "
                                   "for `gen3d train dit --data PACK` elsewhere")
@@ -366,7 +379,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from gen3d.train.commands import export_model, pack_dit, train_dit, train_vae
+    from gen3d.train.commands import bank_generated, export_model, pack_dit, train_dit, train_vae
 
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     if args.train_command == "export":
@@ -377,12 +390,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = pack_dit(args.config, args.data, args.out, val_data=args.val_data, vae=args.vae)
         _emit(args, {"ok": True, "out": str(path)}, [f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)"])
         return 0
+    if args.train_command == "bank":
+        path = bank_generated(args.data, args.out, model=args.model, views=args.views, seed=args.seed,
+                              progress=not (args.json or args.quiet))
+        _emit(args, {"ok": True, "out": str(path)}, [f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)"])
+        return 0
     if args.train_command not in ("vae", "dit"):
-        raise UsageError("gen3d train: choose a model (vae, dit), pack or export")
+        raise UsageError("gen3d train: choose a model (vae, dit), bank, pack or export")
     options = dict(val_data=args.val_data, init_from=args.init_from, device=device, force=args.force,
                    progress=not (args.json or args.quiet), steps=args.steps, batch_size=args.batch_size)
     if args.train_command == "vae":
-        folder = train_vae(args.config, args.data, args.out, **options)
+        folder = train_vae(args.config, args.data, args.out, generated=args.generated, **options)
     else:
         folder = train_dit(args.config, args.data, args.out, vae=args.vae, **options)
     _emit(args, {"ok": True, "model": str(folder)}, [f"trained; EMA model in {folder}"])

@@ -4,7 +4,7 @@ runs on CPU, and dit-long / dit-long-2 on a GPU when there is one (the committed
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
         [--stages data vae export-vae eval-vae dit data-extra dit-finetune pack dit-long export-dit
                   dit-long-2 export-dit-2 vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2
-                  eval-dit examples]
+                  bank vae-decoder-gen export-vae-decoder-gen eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -40,6 +40,12 @@ Stages (each skips what is already done, so re-running after an interruption res
              (configs/vae/tiny_decoder_2.yaml) -> ROOT/vae_decoder_2 (the committed run started from
              the fp16 export of phase two, as dit-long did)
   export-vae-decoder-2 its EMA weights as fp16 into gen3d/weights/tiny/vae
+  bank       `gen3d train bank`: the committed model's DiT samples of its training set (ROOT/prepared/train
+             + train_extra, 4 views each, the generation defaults) -> ROOT/generated.npz
+  vae-decoder-gen phase four of the VAE: phase three's decoder fine-tuned on its encoder's latents and
+             on the bank's (configs/vae/tiny_decoder_gen.yaml, `--generated ROOT/generated.npz`), encoder
+             frozen -> ROOT/vae_decoder_gen (the committed run started from the fp16 export of phase three)
+  export-vae-decoder-gen its EMA weights as fp16 into gen3d/weights/tiny/vae
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
@@ -106,12 +112,12 @@ def stage_vae(root: Path, threads: int) -> None:
           "--out", str(root / "vae"))
 
 
-def finetune_decoder(root: Path, threads: int, config: str, start: str, out: str) -> None:
+def finetune_decoder(root: Path, threads: int, config: str, start: str, out: str, *extra: str) -> None:
     """`gen3d train vae` on the DiT's whole training set from the VAE run ROOT/start, its encoder frozen by `config`."""
     gen3d("--threads", str(threads), "train", "vae", "--config", config,
           "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
           "--val-data", str(root / "prepared" / "val"), "--init-from", str(root / start / "model"),
-          "--out", str(root / out))
+          "--out", str(root / out), *extra)
 
 
 def stage_vae_decoder(root: Path, threads: int) -> None:
@@ -122,6 +128,18 @@ def stage_vae_decoder(root: Path, threads: int) -> None:
 def stage_vae_decoder_2(root: Path, threads: int) -> None:
     """Phase three of the VAE: phase two's decoder trained longer at a lower rate, encoder still frozen."""
     finetune_decoder(root, threads, "configs/vae/tiny_decoder_2.yaml", "vae_decoder", "vae_decoder_2")
+
+
+def stage_bank(root: Path, threads: int) -> None:
+    """The committed model's own samples of its training set, for the generator-aware decoder phase."""
+    gen3d("--threads", str(threads), "train", "bank", "--data", str(root / "prepared" / "train"),
+          str(root / "prepared" / "train_extra"), "--out", str(root / "generated.npz"))
+
+
+def stage_vae_decoder_gen(root: Path, threads: int) -> None:
+    """Phase four of the VAE: phase three's decoder trained on the DiT's samples too, encoder frozen."""
+    finetune_decoder(root, threads, "configs/vae/tiny_decoder_gen.yaml", "vae_decoder_2", "vae_decoder_gen",
+                     "--generated", str(root / "generated.npz"))
 
 
 def export_vae(run: str, root: Path, threads: int) -> None:
@@ -225,7 +243,9 @@ RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_va
            "dit-long-2": partial(train_dit_from_pack, "configs/dit/tiny_long_2.yaml", "dit_long", "dit_long_2"),
            "export-dit-2": partial(export_dit, "dit_long_2"), "vae-decoder": stage_vae_decoder,
            "export-vae-decoder": partial(export_vae, "vae_decoder"), "vae-decoder-2": stage_vae_decoder_2,
-           "export-vae-decoder-2": partial(export_vae, "vae_decoder_2"), "eval-dit": stage_eval_dit,
+           "export-vae-decoder-2": partial(export_vae, "vae_decoder_2"), "bank": stage_bank,
+           "vae-decoder-gen": stage_vae_decoder_gen, "export-vae-decoder-gen": partial(export_vae, "vae_decoder_gen"),
+           "eval-dit": stage_eval_dit,
            "examples": stage_examples}
 
 

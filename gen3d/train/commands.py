@@ -90,11 +90,14 @@ def _init_weights(init_from, model_type: str, expected: dict) -> tuple[dict | No
 
 
 def train_vae(config_path, data, out, *, val_data=None, init_from=None, device="cpu", force=False,
-              progress=True, **overrides) -> Path:
+              progress=True, generated=None, **overrides) -> Path:
+    """`generated`: a generated-latent bank (overrides data.generated; `bank_generated`)."""
     from gen3d.stages.shape_vae.model import MODEL_TYPE as VAE_TYPE
     from gen3d.train.vae import VAERunConfig, VAETask
 
     cfg = resolve_config(VAERunConfig, config_path, overrides)
+    if generated is not None:
+        cfg.data.generated = str(Path(generated).resolve())
     run, resolved = _prepare_run("vae", cfg, data, val_data, out, force, init_from)
     state, init_meta = _init_weights(init_from, VAE_TYPE, to_dict(cfg.model_config()))
     task = VAETask(cfg, data, val_data)
@@ -147,6 +150,23 @@ def pack_dit(config_path, data, out, *, val_data=None, vae=None) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_pack(cfg, data, out.with_name(out.name + ".latents.safetensors"), out, val_data)
+
+
+def bank_generated(data, out, *, model=None, views: int = 4, seed: int = 100_000, progress=True) -> Path:
+    """`gen3d train bank`: the image -> 3D model's DiT samples of the train split of `data`, with its
+    generation defaults (sampler, steps, guidance), for `gen3d train vae --generated` (gen3d.train.generated)."""
+    from gen3d.pipelines.image_to_3d import BUNDLED, GenerationSettings
+    from gen3d.train.generated import write_bank
+
+    folder = Path(model) if model is not None else BUNDLED
+    if not (folder / "pipeline.json").is_file():
+        raise InputError("bad_checkpoint", f"{folder}: not an image -> 3D model folder (pipeline.json is missing)")
+    spec = json.loads((folder / "pipeline.json").read_text())
+    s = GenerationSettings(**spec.get("defaults", {}))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_bank(folder / spec.get("dit", "dit"), folder / spec.get("vae", "vae"), data, out, views=views,
+                      sampler=s.sampler, steps=s.steps, guidance=s.guidance, seed=seed, progress=progress)
 
 
 def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weights: str = "ema") -> Path:

@@ -16,6 +16,7 @@ from torch import nn
 from gen3d.errors import InputError
 from gen3d.geometry.fields import semi_continuous_occupancy
 from gen3d.stages.shape_vae.model import D3DVAE, MODEL_TYPE, VAEConfig, preset_config
+from gen3d.train.generated import GeneratedBank, turn_points
 from gen3d.train.loop import TrainConfig
 
 
@@ -28,6 +29,8 @@ class VAEDataConfig:
     val_assets: int = 64  # validation uses at most this many assets ...
     val_queries: int = 8192  # ... and this many query points each
     include: tuple = ()  # only assets whose manifest `source` matches one of these glob patterns (all if empty)
+    generated: str = ""  # a generated-latent bank (`gen3d train bank`): some items decode the DiT's sample instead
+    generated_fraction: float = 0.5  # ... this share of the batch items whose asset is in the bank
 
 
 @dataclass
@@ -102,6 +105,10 @@ class VAETask:
         self.train_set = ShapeSet(prepared_assets(data, "train", include))
         val_assets = prepared_assets(val_data, None, include) if val_data else prepared_assets(data, "val", include)
         self.val_set = ShapeSet(val_assets[: cfg.data.val_assets])
+        self.bank = GeneratedBank(cfg.data.generated) if cfg.data.generated else None
+        if self.bank is not None and self.bank.latents.shape[2:] != self.model_cfg.latent_shape:
+            raise InputError("bad_config", f"{cfg.data.generated}: latents of shape {self.bank.latents.shape[2:]}, "
+                             f"this VAE's are {self.model_cfg.latent_shape} (a bank of another model)")
 
     def build_model(self) -> nn.Module:
         return D3DVAE(self.model_cfg)
@@ -120,11 +127,35 @@ class VAETask:
         tensors = dict(points=points, normals=normals, queries=queries, labels=labels)
         batch = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(device) for k, v in tensors.items()}
         batch["seeds"] = seeds
+        if self.bank is not None:
+            batch.update(self._generated(indices, seeds, batch["queries"]))
         return batch
+
+    def _generated(self, indices, seeds, queries: torch.Tensor) -> dict:
+        """Which items decode a bank latent (a random view's) instead of the encoder's: those latents
+        (B, d_z, r, 3r; zeros elsewhere), and every item's queries turned by its latent's turn (docs)."""
+        use = torch.zeros(len(indices), dtype=torch.bool)
+        latents = torch.zeros((len(indices), *self.model_cfg.latent_shape))
+        turned = queries.clone()  # (B, M, 3)
+        for k, (i, seed) in enumerate(zip(indices, seeds)):
+            rng = np.random.default_rng([seed % 2**62, 7])
+            name = self.train_set.assets[i].name
+            if name in self.bank.index and rng.random() < self.cfg.data.generated_fraction:
+                latents[k], degrees = self.bank.get(name, int(rng.integers(self.bank.views)))
+                turned[k] = turn_points(queries[k], degrees)
+                use[k] = True
+        device = queries.device
+        return {"generated": latents.to(device), "use_generated": use.to(device), "queries": turned}
 
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
         noise = _per_sample_noise(self.model_cfg.latent_shape, batch["seeds"], batch["points"].device)
-        logits, kl = model(batch["points"], batch["normals"], batch["queries"], noise=noise)  # (B, M), (B,)
+        if "generated" in batch:  # the bank's latent where chosen (the truth's queries turned like it)
+            posterior = model.encode(batch["points"], batch["normals"])
+            use = batch["use_generated"].view(-1, 1, 1, 1)  # (B, 1, 1, 1)
+            z = torch.where(use, batch["generated"], posterior.sample(noise))  # (B, d_z, r, 3r)
+            logits, kl = model.query(model.decode(z), batch["queries"]), posterior.kl()  # (B, M), (B,)
+        else:
+            logits, kl = model(batch["points"], batch["normals"], batch["queries"], noise=noise)  # (B, M), (B,)
         bce = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
         kl = kl.mean()
         return bce + self.cfg.data.kl_weight * kl, {"bce": bce.detach(), "kl": kl.detach()}
