@@ -22,6 +22,7 @@ from gen3d.stages.shape_dit.model import MODEL_TYPE, D3DDiT, DiTConfig, ImageCon
 from gen3d.stages.shape_dit.preprocess import prepare_image
 from gen3d.stages.shape_vae.model import load_vae
 from gen3d.train.loop import TrainConfig
+from gen3d.utils.files import open_tagged_npz
 
 
 @dataclass
@@ -113,17 +114,7 @@ def write_pack(cfg: DiTRunConfig, data: str | Path | list, latent_file: Path, ou
 def read_pack(pack: str | Path, cfg: DiTRunConfig) -> dict:
     """Latents (torch float32) and condition images ((N, V, S, S, 3) / (M, S, S, 3) uint8) of a pack;
     InputError when it is not a pack or was written for another image size or fewer views."""
-    try:
-        stored = np.load(pack, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError("unreadable", f"{pack}: not a gen3d DiT training pack ({exc})") from exc
-    if not isinstance(stored, np.lib.npyio.NpzFile):  # a plain .npy array
-        raise InputError("unreadable", f"{pack}: not a gen3d DiT training pack (one array, not an .npz)")
-    with stored:
-        fmt = str(stored["format"]) if "format" in stored.files else None
-        if fmt != PACK_FORMAT:
-            raise InputError("unreadable", f"{pack}: not a gen3d DiT training pack (format {fmt!r}, this gen3d "
-                             f"reads {PACK_FORMAT!r})")
+    with open_tagged_npz(pack, PACK_FORMAT, "gen3d DiT training pack") as stored:
         size, views = int(stored["image_size"]), int(stored["views"])
         if size != cfg.encoder.image_size or views < cfg.data.views:
             raise InputError("bad_config", f"{pack}: written for image_size {size} and {views} views; the config "

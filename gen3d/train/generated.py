@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gen3d.errors import InputError
+from gen3d.utils.files import open_tagged_npz
 
 BANK_FORMAT = "gen3d-generated-latents-1"
 TURNS = (0.0, 90.0, 180.0, 270.0)  # degrees about +Y, the condition ring's quarter turns
@@ -100,17 +100,7 @@ class GeneratedBank:
     """A bank's latents and turns by asset name (float32 torch tensors on request)."""
 
     def __init__(self, path: str | Path):
-        try:
-            stored = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError("unreadable", f"{path}: not a generated-latent bank ({exc})") from exc
-        if not isinstance(stored, np.lib.npyio.NpzFile):
-            raise InputError("unreadable", f"{path}: not a generated-latent bank (one array, not an .npz)")
-        with stored:
-            fmt = str(stored["format"]) if "format" in stored.files else None
-            if fmt != BANK_FORMAT:
-                raise InputError("unreadable", f"{path}: not a generated-latent bank (format {fmt!r}, this gen3d "
-                                 f"reads {BANK_FORMAT!r})")
+        with open_tagged_npz(path, BANK_FORMAT, "generated-latent bank") as stored:
             self.latents, self.turns = stored["latents"], stored["turns"]  # (N, V, d_z, r, 3r), (N, V)
             self.ious = stored["ious"]  # (N, V)
             self.index = {str(name): k for k, name in enumerate(stored["names"])}

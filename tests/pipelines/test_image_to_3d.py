@@ -12,36 +12,17 @@ import trimesh
 from PIL import Image
 
 from gen3d import cli
-from gen3d.pipelines.image_to_3d import ImageTo3D, write_pipeline_spec
-from gen3d.stages.shape_dit.encoders import TinyEncoderConfig, TinyImageEncoder
-from gen3d.stages.shape_dit.model import D3DDiT, ImageConditionedDiT
-from gen3d.stages.shape_dit.model import preset_config as dit_preset
+from gen3d.pipelines.image_to_3d import ImageTo3D
 from gen3d.stages.shape_dit.sample import LatentSampler
-from gen3d.stages.shape_vae.model import D3DVAE
-from gen3d.stages.shape_vae.model import preset_config as vae_preset
 from gen3d.types import Mesh
-from gen3d.utils.checkpoint import save_pretrained
+from tests.micro_models import write_micro_model
 
 
 @pytest.fixture(scope="module")
 def micro_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    vae = D3DVAE(vae_preset("tiny", width=32, heads=2, encoder_layers=1, plane_res=4, latent_channels=4,
-                            decoder_channels=(16, 8), triplane_channels=8))
-    save_pretrained(folder / "vae", vae.state_dict(), "D3DVAE", vae.config_dict())
-    encoder_cfg = TinyEncoderConfig(image_size=64, width=32, heads=2, pixel_layers=1, semantic_layers=1)
-    dit_cfg = dit_preset("tiny", latent_channels=4, plane_res=4, width=32, heads=2, depth=1, pixel_dim=32,
-                         semantic_dim=32)
-    net = ImageConditionedDiT(TinyImageEncoder(encoder_cfg), D3DDiT(dit_cfg))
-    torch.nn.init.normal_(net.dit.out.weight, std=0.05)
-    from dataclasses import asdict
-
-    config = {"dit": asdict(dit_cfg), "encoder": asdict(encoder_cfg), "schedule": "linear",
-              "latent_shift": 0.1, "latent_scale": 2.0}
-    save_pretrained(folder / "dit", net.state_dict(), "D3DDiT", config)
-    write_pipeline_spec(folder, "micro-test", {"steps": 4, "resolution": 32})
-    return folder
+    vae = dict(width=32, heads=2, encoder_layers=1, plane_res=4, latent_channels=4, decoder_channels=(16, 8),
+               triplane_channels=8)
+    return write_micro_model(tmp_path_factory.mktemp("model"), vae, {"steps": 4, "resolution": 32})
 
 
 def _image(path, centre=(40, 60), colour=(230, 120, 20)):

@@ -5,7 +5,6 @@ turned like them, and `gen3d train bank` -> `gen3d train vae --generated` on mic
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 import yaml
 
 from gen3d.train.generated import BANK_FORMAT, TURNS, GeneratedBank, best_turns, turn_points
+from tests.micro_models import write_micro_model
 from tests.train.conftest import MICRO
 
 
@@ -126,27 +126,7 @@ def test_a_file_that_is_not_a_bank_is_refused(tmp_path):
 @pytest.fixture
 def micro_pipeline(tmp_path):
     """A micro image -> 3D model folder whose VAE has the micro training config's architecture."""
-    from gen3d.pipelines.image_to_3d import write_pipeline_spec
-    from gen3d.stages.shape_dit.encoders import TinyEncoderConfig, TinyImageEncoder
-    from gen3d.stages.shape_dit.model import D3DDiT, ImageConditionedDiT
-    from gen3d.stages.shape_dit.model import preset_config as dit_preset
-    from gen3d.stages.shape_vae.model import D3DVAE, preset_config
-    from gen3d.utils.checkpoint import save_pretrained
-
-    folder = tmp_path / "model"
-    torch.manual_seed(0)
-    vae = D3DVAE(preset_config("tiny", **MICRO["model"]))
-    save_pretrained(folder / "vae", vae.state_dict(), "D3DVAE", vae.config_dict())
-    encoder_cfg = TinyEncoderConfig(image_size=64, width=32, heads=2, pixel_layers=1, semantic_layers=1)
-    dit_cfg = dit_preset("tiny", latent_channels=4, plane_res=4, width=32, heads=2, depth=1, pixel_dim=32,
-                         semantic_dim=32)
-    net = ImageConditionedDiT(TinyImageEncoder(encoder_cfg), D3DDiT(dit_cfg))
-    torch.nn.init.normal_(net.dit.out.weight, std=0.05)
-    config = {"dit": asdict(dit_cfg), "encoder": asdict(encoder_cfg), "schedule": "linear",
-              "latent_shift": 0.1, "latent_scale": 2.0}
-    save_pretrained(folder / "dit", net.state_dict(), "D3DDiT", config)
-    write_pipeline_spec(folder, "micro-test", {"sampler": "unipc_bh2", "steps": 3, "guidance": 1.0})
-    return folder
+    return write_micro_model(tmp_path / "model", MICRO["model"], {"sampler": "unipc_bh2", "steps": 3, "guidance": 1.0})
 
 
 def test_bank_then_a_decoder_fine_tune_on_it(tmp_path, prepared_small, micro_pipeline, micro_config):
