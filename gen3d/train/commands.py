@@ -153,20 +153,14 @@ def pack_dit(config_path, data, out, *, val_data=None, vae=None) -> Path:
 
 
 def bank_generated(data, out, *, model=None, views: int = 4, seed: int = 100_000, progress=True) -> Path:
-    """`gen3d train bank`: the image -> 3D model's DiT samples of the train split of `data`, with its
-    generation defaults (sampler, steps, guidance), for `gen3d train vae --generated` (gen3d.train.generated)."""
-    from gen3d.pipelines.image_to_3d import BUNDLED, GenerationSettings
+    """`gen3d train bank`: the image -> 3D model's (default: the bundled one) DiT samples of the train split
+    of `data`, with its generation defaults, for `gen3d train vae --generated` (gen3d.train.generated)."""
+    from gen3d.pipelines.image_to_3d import ImageTo3D
     from gen3d.train.generated import write_bank
 
-    folder = Path(model) if model is not None else BUNDLED
-    if not (folder / "pipeline.json").is_file():
-        raise InputError("bad_checkpoint", f"{folder}: not an image -> 3D model folder (pipeline.json is missing)")
-    spec = json.loads((folder / "pipeline.json").read_text())
-    s = GenerationSettings(**spec.get("defaults", {}))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return write_bank(folder / spec.get("dit", "dit"), folder / spec.get("vae", "vae"), data, out, views=views,
-                      sampler=s.sampler, steps=s.steps, guidance=s.guidance, seed=seed, progress=progress)
+    return write_bank(ImageTo3D.from_pretrained(model), data, out, views=views, seed=seed, progress=progress)
 
 
 def export_model(run: str | Path, out: str | Path, *, fp16: bool = False, weights: str = "ema") -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gen3d.utils.files import open_tagged_npz
+from gen3d.utils.files import atomic_write, open_tagged_npz
 
 BANK_FORMAT = "gen3d-generated-latents-1"
 TURNS = (0.0, 90.0, 180.0, 270.0)  # degrees about +Y, the condition ring's quarter turns
@@ -56,44 +56,38 @@ def truth_queries(shapes) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(queries), torch.from_numpy(inside)
 
 
-def write_bank(dit: str | Path, vae: str | Path, data: str | Path | list, out: str | Path, *, views: int = 4,
-               sampler: str = "unipc_bh2", steps: int = 10, guidance: float = 1.0, seed: int = 100_000,
+def write_bank(model, data: str | Path | list, out: str | Path, *, views: int = 4, seed: int = 100_000,
                batch: int = 64, progress: bool = True) -> Path:
-    """Sample the DiT on every train-split asset's first `views` condition images (seed + asset index *
-    views + view each) and store the latents (float16), their turns and IoUs with the names in `out` (.npz)."""
-    from gen3d.stages.shape_dit.sample import LatentSampler
-    from gen3d.stages.shape_vae.model import load_vae
+    """Sample a loaded ImageTo3D `model`'s DiT with its generation defaults (sampler, steps, guidance) on
+    every train-split asset's first `views` condition images (seed + asset index * views + view each), judge
+    each latent's turn with its VAE, and store the latents (float16), turns and IoUs with the names in `out`."""
     from gen3d.train.dit import condition_image
     from gen3d.train.vae import ShapeSet, prepared_assets
 
     assets = prepared_assets(data, "train")
-    latent_sampler, decoder = LatentSampler.from_pretrained(dit), load_vae(vae)
+    s, sampler = model.settings, model.latents
     items = [(a, v) for a in range(len(assets)) for v in range(views)]
     latents, turns, ious = [], [], []
     for start in tqdm(range(0, len(items), batch), desc="generated latents", unit="batch", disable=not progress):
         chunk = items[start: start + batch]
-        images = np.stack([condition_image(assets[a], v, latent_sampler.image_size) for a, v in chunk])
+        images = np.stack([condition_image(assets[a], v, sampler.image_size) for a, v in chunk])
         pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)  # (b, 3, S, S)
-        z = latent_sampler(pixels, [seed + a * views + v for a, v in chunk], sampler=sampler, steps=steps,
-                           guidance=guidance)  # (b, d_z, r, 3r)
+        z = sampler(pixels, [seed + a * views + v for a, v in chunk], sampler=s.sampler, steps=s.steps,
+                    guidance=s.guidance)  # (b, d_z, r, 3r)
         queries, inside = truth_queries(ShapeSet([assets[a] for a, _ in chunk]))
-        turn, iou = best_turns(decoder, z, queries, inside)
+        turn, iou = best_turns(model.vae, z, queries, inside)
         latents.append(z.half().numpy())
         turns.append(turn)
         ious.append(iou)
-    settings = {"dit": str(dit), "vae": str(vae), "views": views, "sampler": sampler, "steps": steps,
-                "guidance": guidance, "seed": seed}
+    settings = {"model_id": model.model_id, "views": views, "sampler": s.sampler, "steps": s.steps,
+                "guidance": s.guidance, "seed": seed}
     shape = (len(assets), views)
     arrays = {"format": np.array(BANK_FORMAT), "settings": np.array(json.dumps(settings)),
               "names": np.array([a.name for a in assets]),
               "latents": np.concatenate(latents).reshape(*shape, *latents[0].shape[1:]),  # (N, V, d_z, r, 3r)
               "turns": np.concatenate(turns).reshape(shape).astype(np.float32),  # (N, V) degrees
               "ious": np.concatenate(ious).reshape(shape).astype(np.float32)}  # (N, V)
-    out = Path(out)
-    temp = out.with_name(out.name + ".tmp.npz")
-    np.savez(temp, **arrays)
-    temp.replace(out)
-    return out
+    return atomic_write(out, lambda stream: np.savez(stream, **arrays))
 
 
 class GeneratedBank:
