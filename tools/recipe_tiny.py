@@ -4,7 +4,8 @@ runs on CPU, and dit-long / dit-long-2 on a GPU when there is one (the committed
     python tools/recipe_tiny.py [--root runs/tiny] [--threads 2]
         [--stages data vae export-vae eval-vae dit data-extra dit-finetune pack dit-long export-dit
                   dit-long-2 export-dit-2 vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2
-                  bank vae-decoder-gen export-vae-decoder-gen eval-dit examples]
+                  bank vae-decoder-gen export-vae-decoder-gen bank-2 vae-decoder-gen-2
+                  export-vae-decoder-gen-2 eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -46,6 +47,12 @@ Stages (each skips what is already done, so re-running after an interruption res
              on the bank's (configs/vae/tiny_decoder_gen.yaml, `--generated ROOT/generated.npz`), encoder
              frozen -> ROOT/vae_decoder_gen (the committed run started from the fp16 export of phase three)
   export-vae-decoder-gen its EMA weights as fp16 into gen3d/weights/tiny/vae
+  bank-2     a second bank, new seeds (200,000 on), from the model with the phase-four decoder (its turns
+             read by that VAE) -> ROOT/generated_2.npz
+  vae-decoder-gen-2 phase five of the VAE: phase four's decoder fine-tuned the same way on the second bank
+             (configs/vae/tiny_decoder_gen.yaml, `--generated ROOT/generated_2.npz`) -> ROOT/vae_decoder_gen_2
+             (the committed run started from the fp16 export of phase four)
+  export-vae-decoder-gen-2 its EMA weights as fp16 into gen3d/weights/tiny/vae
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
@@ -130,16 +137,15 @@ def stage_vae_decoder_2(root: Path, threads: int) -> None:
     finetune_decoder(root, threads, "configs/vae/tiny_decoder_2.yaml", "vae_decoder", "vae_decoder_2")
 
 
-def stage_bank(root: Path, threads: int) -> None:
-    """The committed model's own samples of its training set, for the generator-aware decoder phase."""
+def stage_bank(out: str, seed: int, root: Path, threads: int) -> None:
+    """The committed model's own samples of its training set, for the generator-aware decoder phases."""
     gen3d("--threads", str(threads), "train", "bank", "--data", str(root / "prepared" / "train"),
-          str(root / "prepared" / "train_extra"), "--out", str(root / "generated.npz"))
+          str(root / "prepared" / "train_extra"), "--seed", str(seed), "--out", str(root / out))
 
 
-def stage_vae_decoder_gen(root: Path, threads: int) -> None:
-    """Phase four of the VAE: phase three's decoder trained on the DiT's samples too, encoder frozen."""
-    finetune_decoder(root, threads, "configs/vae/tiny_decoder_gen.yaml", "vae_decoder_2", "vae_decoder_gen",
-                     "--generated", str(root / "generated.npz"))
+def finetune_decoder_on_bank(start: str, out: str, bank: str, root: Path, threads: int) -> None:
+    """Phases four and five of the VAE: the decoder trained on the DiT's samples too, encoder frozen."""
+    finetune_decoder(root, threads, "configs/vae/tiny_decoder_gen.yaml", start, out, "--generated", str(root / bank))
 
 
 def export_vae(run: str, root: Path, threads: int) -> None:
@@ -243,8 +249,14 @@ RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_va
            "dit-long-2": partial(train_dit_from_pack, "configs/dit/tiny_long_2.yaml", "dit_long", "dit_long_2"),
            "export-dit-2": partial(export_dit, "dit_long_2"), "vae-decoder": stage_vae_decoder,
            "export-vae-decoder": partial(export_vae, "vae_decoder"), "vae-decoder-2": stage_vae_decoder_2,
-           "export-vae-decoder-2": partial(export_vae, "vae_decoder_2"), "bank": stage_bank,
-           "vae-decoder-gen": stage_vae_decoder_gen, "export-vae-decoder-gen": partial(export_vae, "vae_decoder_gen"),
+           "export-vae-decoder-2": partial(export_vae, "vae_decoder_2"),
+           "bank": partial(stage_bank, "generated.npz", 100_000),
+           "vae-decoder-gen": partial(finetune_decoder_on_bank, "vae_decoder_2", "vae_decoder_gen", "generated.npz"),
+           "export-vae-decoder-gen": partial(export_vae, "vae_decoder_gen"),
+           "bank-2": partial(stage_bank, "generated_2.npz", 200_000),
+           "vae-decoder-gen-2": partial(finetune_decoder_on_bank, "vae_decoder_gen", "vae_decoder_gen_2",
+                                        "generated_2.npz"),
+           "export-vae-decoder-gen-2": partial(export_vae, "vae_decoder_gen_2"),
            "eval-dit": stage_eval_dit,
            "examples": stage_examples}
 
