@@ -47,12 +47,17 @@ def best_turns(vae, latents: torch.Tensor, queries: torch.Tensor, inside: torch.
     return np.asarray(TURNS)[best], ious[np.arange(len(best)), best]
 
 
-def truth_queries(shapes) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, TURN_QUERIES, 3) query points of each shape of a ShapeSet (a fixed subset) and their truth (B, M) bool."""
-    picks = [np.random.default_rng(0).choice(len(q), TURN_QUERIES, replace=len(q) < TURN_QUERIES)
-             for q in shapes.queries]
-    queries = np.stack([q[p] for q, p in zip(shapes.queries, picks)])
-    inside = np.stack([sdf[p] < 0 for sdf, p in zip(shapes.sdf, picks)])
+def truth_queries(folders: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, TURN_QUERIES, 3) query points of each prepared asset folder (a fixed subset of its queries.npz;
+    a folder listed several times is read once) and their truth (B, M) bool."""
+    picked = {}
+    for folder in dict.fromkeys(folders):
+        with np.load(folder / "queries.npz") as stored:
+            points, sdf = stored["points"].astype(np.float32), stored["sdf"].astype(np.float32)
+        pick = np.random.default_rng(0).choice(len(points), TURN_QUERIES, replace=len(points) < TURN_QUERIES)
+        picked[folder] = points[pick], sdf[pick] < 0
+    queries = np.stack([picked[folder][0] for folder in folders])  # (B, M, 3)
+    inside = np.stack([picked[folder][1] for folder in folders])  # (B, M)
     return torch.from_numpy(queries), torch.from_numpy(inside)
 
 
@@ -62,7 +67,7 @@ def write_bank(model, data: str | Path | list, out: str | Path, *, views: int = 
     every train-split asset's first `views` condition images (seed + asset index * views + view each), judge
     each latent's turn with its VAE, and store the latents (float16), turns and IoUs with the names in `out`."""
     from gen3d.train.dit import condition_image
-    from gen3d.train.vae import ShapeSet, prepared_assets
+    from gen3d.train.vae import prepared_assets
 
     assets = prepared_assets(data, "train")
     s, sampler = model.settings, model.latents
@@ -74,7 +79,7 @@ def write_bank(model, data: str | Path | list, out: str | Path, *, views: int = 
         pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)  # (b, 3, S, S)
         z = sampler(pixels, [seed + a * views + v for a, v in chunk], sampler=s.sampler, steps=s.steps,
                     guidance=s.guidance)  # (b, d_z, r, 3r)
-        queries, inside = truth_queries(ShapeSet([assets[a] for a, _ in chunk]))
+        queries, inside = truth_queries([assets[a] for a, _ in chunk])
         turn, iou = best_turns(model.vae, z, queries, inside)
         latents.append(z.half().numpy())
         turns.append(turn)
