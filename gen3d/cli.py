@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, nargs="+", metavar="FOLDER", help="`gen3d data prepare` output folder(s)")
     p.add_argument("--val-data", default=None, help="prepared folder for validation (default: --data's val split)")
     p.add_argument("--vae", default=None, help="VAE model folder for the latents (default: the bundled VAE)")
+    p.add_argument("--fp16-latents", action="store_true",
+                   help="store the latents rounded to float16 (half the pack; training reads them as float32)")
     p.add_argument("--out", required=True, help="pack file to write (.npz)")
     p = train_sub.add_parser("export", parents=[common], help="write a model folder from a run")
     p.add_argument("run", help="run folder")
@@ -387,7 +389,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _emit(args, {"ok": True, "out": str(folder)}, [f"wrote {folder}"])
         return 0
     if args.train_command == "pack":
-        path = pack_dit(args.config, args.data, args.out, val_data=args.val_data, vae=args.vae)
+        path = pack_dit(args.config, args.data, args.out, val_data=args.val_data, vae=args.vae,
+                        fp16_latents=args.fp16_latents)
         _emit(args, {"ok": True, "out": str(path)}, [f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)"])
         return 0
     if args.train_command == "bank":

@@ -138,7 +138,7 @@ def _single_file(data) -> Path | None:
     return Path(folders[0]) if len(folders) == 1 and Path(folders[0]).is_file() else None
 
 
-def pack_dit(config_path, data, out, *, val_data=None, vae=None) -> Path:
+def pack_dit(config_path, data, out, *, val_data=None, vae=None, fp16_latents: bool = False) -> Path:
     """`gen3d train pack`: the DiT's training set (latents of `vae`, condition images) in one file, for
     `gen3d train dit --data PACK` on a machine without the prepared folders; the latent cache is kept
     beside it (OUT.latents.safetensors) and reused."""
@@ -149,7 +149,7 @@ def pack_dit(config_path, data, out, *, val_data=None, vae=None) -> Path:
         cfg.data.vae = str(Path(vae).resolve())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return write_pack(cfg, data, out.with_name(out.name + ".latents.safetensors"), out, val_data)
+    return write_pack(cfg, data, out.with_name(out.name + ".latents.safetensors"), out, val_data, fp16_latents)
 
 
 def bank_generated(data, out, *, model=None, views: int = 4, seed: int = 100_000, progress=True) -> Path:

@@ -91,16 +91,18 @@ PACK_FORMAT = "gen3d-dit-pack-1"
 
 
 def write_pack(cfg: DiTRunConfig, data: str | Path | list, latent_file: Path, out: str | Path,
-               val_data: str | Path | None = None) -> Path:
+               val_data: str | Path | None = None, fp16_latents: bool = False) -> Path:
     """One .npz holding everything `gen3d train dit` reads from prepared folders: the VAE latents
-    (float32, as cached) and the condition images (lossless WebP, about 2 KB each at 128 px), so that a run can
-    train where the prepared folders are not (a GPU machine). No pickles: names are unicode arrays."""
+    (float32 as cached, or rounded to float16 to halve the pack) and the condition images (lossless WebP,
+    about 2 KB each at 128 px), so that a run can train where the prepared folders are not (a GPU machine).
+    No pickles: names are unicode arrays."""
     inputs = prepared_inputs(cfg, data, latent_file, val_data)
     size = cfg.encoder.image_size
     arrays = {"format": np.array(PACK_FORMAT), "image_size": np.array(size), "views": np.array(cfg.data.views)}
     for split in ("train", "val"):
         arrays[f"{split}_names"] = np.array(inputs[f"{split}_names"])
-        arrays[f"{split}_latents"] = inputs[f"{split}_latents"].numpy()  # (N, d_z, r, 3r)
+        latents = inputs[f"{split}_latents"].numpy()  # (N, d_z, r, 3r)
+        arrays[f"{split}_latents"] = latents.astype(np.float16) if fp16_latents else latents
         encoded = [_webp(image) for image in inputs[f"{split}_images"].reshape(-1, size, size, 3)]
         arrays[f"{split}_webp"] = np.frombuffer(b"".join(encoded), np.uint8)
         arrays[f"{split}_offsets"] = np.cumsum([0] + [len(e) for e in encoded])  # (N * views + 1,)
@@ -112,8 +114,8 @@ def write_pack(cfg: DiTRunConfig, data: str | Path | list, latent_file: Path, ou
 
 
 def read_pack(pack: str | Path, cfg: DiTRunConfig) -> dict:
-    """Latents (torch float32) and condition images ((N, V, S, S, 3) / (M, S, S, 3) uint8) of a pack;
-    InputError when it is not a pack or was written for another image size or fewer views."""
+    """Latents (torch float32, whatever the pack stores) and condition images ((N, V, S, S, 3) / (M, S, S, 3)
+    uint8) of a pack; InputError when it is not a pack or was written for another image size or fewer views."""
     with open_tagged_npz(pack, PACK_FORMAT, "gen3d DiT training pack") as stored:
         size, views = int(stored["image_size"]), int(stored["views"])
         if size != cfg.encoder.image_size or views < cfg.data.views:
@@ -125,7 +127,7 @@ def read_pack(pack: str | Path, cfg: DiTRunConfig) -> dict:
             images = np.stack([_unwebp(data[offsets[i]: offsets[i + 1]]) for i in range(len(offsets) - 1)])
             images = images.reshape(-1, per_asset, size, size, 3)  # (N, V, S, S, 3)
             parts[f"{split}_images"] = images[:, : cfg.data.views] if split == "train" else images[:, 0]
-            parts[f"{split}_latents"] = torch.from_numpy(stored[f"{split}_latents"])
+            parts[f"{split}_latents"] = torch.from_numpy(stored[f"{split}_latents"].astype(np.float32))
     keep = cfg.data.val_assets
     parts["val_images"], parts["val_latents"] = parts["val_images"][:keep], parts["val_latents"][:keep]
     return parts

@@ -195,3 +195,30 @@ def test_a_training_pack_trains_exactly_as_the_prepared_folders(tmp_path, prepar
     np.savez(tmp_path / "other.npz", latents=np.zeros(3))
     with pytest.raises(InputError, match="not a gen3d DiT training pack"):
         read_pack(tmp_path / "other.npz", cfg)
+
+
+def test_a_pack_with_fp16_latents_reads_back_the_latents_rounded_to_fp16(tmp_path, prepared_small, micro_vae):
+    """`gen3d train pack --fp16-latents`: the training latents are the folders' rounded to float16 (so
+    read as float32, exactly), the condition images unchanged, and the latents take half the bytes."""
+    import numpy as np
+
+    from gen3d.train.commands import resolve_config
+    from gen3d.train.dit import DiTRunConfig, read_pack
+
+    config = tmp_path / "dit.yaml"
+    config.write_text(yaml.safe_dump(MICRO_DIT))
+    packs = {}
+    for name, flags in (("full", []), ("half", ["--fp16-latents"])):
+        packs[name] = tmp_path / f"{name}.npz"
+        packed = _gen3d("train", "pack", "--config", str(config), "--data", str(prepared_small), "--vae",
+                        str(micro_vae), "--out", str(packs[name]), "-q", *flags)
+        assert packed.returncode == 0, packed.stderr
+    cfg = resolve_config(DiTRunConfig, config)
+    full, half = read_pack(packs["full"], cfg), read_pack(packs["half"], cfg)
+    for split in ("train", "val"):
+        expected = full[f"{split}_latents"].half().float()
+        assert half[f"{split}_latents"].dtype == torch.float32 and torch.equal(half[f"{split}_latents"], expected)
+        assert not torch.equal(expected, full[f"{split}_latents"])  # the rounding did happen
+        assert (half[f"{split}_images"] == full[f"{split}_images"]).all()
+    with np.load(packs["full"]) as a, np.load(packs["half"]) as b:
+        assert b["train_latents"].dtype == np.float16 and b["train_latents"].nbytes * 2 == a["train_latents"].nbytes
