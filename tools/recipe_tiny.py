@@ -81,6 +81,7 @@ SHARED_MESHES = REPO.parent / "shared" / "data" / "meshes"
 TRAIN_SHAPES = 600  # procedural train seeds, cycling through every family
 VAL_SHAPES = 50  # procedural val seeds (5 per family)
 EXTRA_TRAIN_SHAPES = 1200  # more procedural train seeds (after the first TRAIN_SHAPES) for the DiT's phase two
+EXTRA_TRAIN_SHAPES_2 = 1000  # a third lot (seeds 1800..2799) for the DiT's phase five
 WEIGHTS = REPO / "gen3d" / "weights" / "tiny"
 
 
@@ -169,14 +170,14 @@ def stage_dit(root: Path, threads: int) -> None:
           "--vae", str(WEIGHTS / "vae"), "--out", str(root / "dit"))
 
 
-def stage_data_extra(root: Path, threads: int) -> None:
+def stage_data_extra(name: str, first_seed: int, count: int, root: Path, threads: int) -> None:
+    """`count` more procedural train seeds from `first_seed` -> ROOT/prepared/NAME (prepared apart)."""
     from gen3d.geometry.procedural import FAMILIES, write_procedural
 
-    folder = root / "sources" / "train_extra" / "procedural"
+    folder = root / "sources" / name / "procedural"
     if not (folder / "shapes.jsonl").exists():
-        write_procedural(folder, list(FAMILIES), EXTRA_TRAIN_SHAPES, seed=TRAIN_SHAPES, split="train")
-    gen3d("data", "prepare", str(root / "sources" / "train_extra"), str(root / "prepared" / "train_extra"),
-          "--workers", str(threads))
+        write_procedural(folder, list(FAMILIES), count, seed=first_seed, split="train")
+    gen3d("data", "prepare", str(root / "sources" / name), str(root / "prepared" / name), "--workers", str(threads))
 
 
 def stage_dit_finetune(root: Path, threads: int) -> None:
@@ -193,9 +194,23 @@ def stage_pack(root: Path, threads: int) -> None:
           "--out", str(root / "dit_pack.npz"))
 
 
-def train_dit_from_pack(config: str, init: str, run: str, root: Path, threads: int) -> None:
-    """Phases three and four: a config whose steps are what fitted the GPU run's time budget."""
-    gen3d("--threads", str(threads), "train", "dit", "--config", config, "--data", str(root / "dit_pack.npz"),
+def stage_pack_2(root: Path, threads: int) -> None:
+    """Phase five's pack: the phase-two set plus train_extra_2, latents stored as float16 (so that it travels
+    to a GPU machine within its 64 MiB); the latent cache of ROOT/dit_pack.npz is reused when present."""
+    cache, old_cache = root / "dit_pack_2.npz.latents.safetensors", root / "dit_pack.npz.latents.safetensors"
+    if old_cache.is_file() and not cache.is_file():
+        shutil.copy(old_cache, cache)
+    gen3d("--threads", str(threads), "train", "pack", "--config", "configs/dit/tiny_long.yaml",
+          "--data", *(str(root / "prepared" / name) for name in ("train", "train_extra", "train_extra_2")),
+          "--val-data", str(root / "prepared" / "val"), "--vae", str(WEIGHTS / "vae"), "--fp16-latents",
+          "--out", str(root / "dit_pack_2.npz"))
+
+
+def train_dit_from_pack(config: str, init: str, run: str, root: Path, threads: int,
+                        pack: str = "dit_pack.npz") -> None:
+    """Phases three to five: `--init-from` the run before, from a training pack (phases three and four: a
+    config whose steps are what fitted the GPU run's time budget)."""
+    gen3d("--threads", str(threads), "train", "dit", "--config", config, "--data", str(root / pack),
           "--init-from", str(root / init / "model"), "--out", str(root / run))
 
 
@@ -242,12 +257,17 @@ def stage_examples(root: Path, threads: int) -> None:
 
 
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_vae, "vae"),
-           "eval-vae": stage_eval_vae, "dit": stage_dit, "data-extra": stage_data_extra,
-           "dit-finetune": stage_dit_finetune, "pack": stage_pack,
+           "eval-vae": stage_eval_vae, "dit": stage_dit,
+           "data-extra": partial(stage_data_extra, "train_extra", TRAIN_SHAPES, EXTRA_TRAIN_SHAPES),
+           "data-extra-2": partial(stage_data_extra, "train_extra_2", TRAIN_SHAPES + EXTRA_TRAIN_SHAPES,
+                                   EXTRA_TRAIN_SHAPES_2),
+           "dit-finetune": stage_dit_finetune, "pack": stage_pack, "pack-2": stage_pack_2,
            "dit-long": partial(train_dit_from_pack, "configs/dit/tiny_long.yaml", "dit_finetune", "dit_long"),
            "export-dit": partial(export_dit, "dit_long"),
            "dit-long-2": partial(train_dit_from_pack, "configs/dit/tiny_long_2.yaml", "dit_long", "dit_long_2"),
-           "export-dit-2": partial(export_dit, "dit_long_2"), "vae-decoder": stage_vae_decoder,
+           "export-dit-2": partial(export_dit, "dit_long_2"),
+           "dit-long-3": partial(train_dit_from_pack, "configs/dit/tiny_long_3.yaml", "dit_long_2", "dit_long_3",
+                                 pack="dit_pack_2.npz"), "vae-decoder": stage_vae_decoder,
            "export-vae-decoder": partial(export_vae, "vae_decoder"), "vae-decoder-2": stage_vae_decoder_2,
            "export-vae-decoder-2": partial(export_vae, "vae_decoder_2"),
            "bank": partial(stage_bank, "generated.npz", 100_000),
