@@ -5,7 +5,7 @@ runs on CPU, and dit-long / dit-long-2 on a GPU when there is one (the committed
         [--stages data vae export-vae eval-vae dit data-extra dit-finetune pack dit-long export-dit
                   dit-long-2 export-dit-2 vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2
                   bank vae-decoder-gen export-vae-decoder-gen bank-2 vae-decoder-gen-2
-                  export-vae-decoder-gen-2 eval-dit examples]
+                  export-vae-decoder-gen-2 data-extra-2 pack-2 dit-long-3 eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -53,6 +53,12 @@ Stages (each skips what is already done, so re-running after an interruption res
              (configs/vae/tiny_decoder_gen.yaml, `--generated ROOT/generated_2.npz`) -> ROOT/vae_decoder_gen_2
              (the committed run started from the fp16 export of phase four)
   export-vae-decoder-gen-2 its EMA weights as fp16 into gen3d/weights/tiny/vae
+  data-extra-2 1,000 more procedural train seeds (1800..2799) -> ROOT/prepared/train_extra_2 (729 train
+             assets once duplicates are dropped)
+  pack-2     the phase-two set plus train_extra_2 (2,065 assets), latents as float16 -> ROOT/dit_pack_2.npz
+             (40.8 MiB: small enough to travel to a GPU machine)
+  dit-long-3 phase five of the DiT: configs/dit/tiny_long_3.yaml --init-from ROOT/dit_long_2/model (the
+             phase-four model) on ROOT/dit_pack_2.npz -> ROOT/dit_long_3 (a CPU run: no GPU was lent)
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
