@@ -58,7 +58,8 @@ Stages (each skips what is already done, so re-running after an interruption res
   pack-2     the phase-two set plus train_extra_2 (2,065 assets), latents as float16 -> ROOT/dit_pack_2.npz
              (40.8 MiB: small enough to travel to a GPU machine)
   dit-long-3 phase five of the DiT: configs/dit/tiny_long_3.yaml --init-from ROOT/dit_long_2/model (the
-             phase-four model) on ROOT/dit_pack_2.npz -> ROOT/dit_long_3 (a CPU run: no GPU was lent)
+             phase-four model) on ROOT/dit_pack_2.npz -> ROOT/dit_long_3 (a CPU run, no GPU being lent:
+             4,094 s; worse on the held-out shapes than phase four, so not exported or committed)
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
