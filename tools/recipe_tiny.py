@@ -194,23 +194,15 @@ def stage_dit_finetune(root: Path, threads: int) -> None:
           "--init-from", str(root / "dit" / "model"), "--out", str(root / "dit_finetune"))
 
 
-def stage_pack(root: Path, threads: int) -> None:
+def stage_pack(out: str, sets: tuple[str, ...], flags: tuple[str, ...], root: Path, threads: int) -> None:
+    """`gen3d train pack` of the train splits of ROOT/prepared/<sets> (validated on ROOT/prepared/val) ->
+    ROOT/out; a later pack starts from the latent cache of the first, ROOT/dit_pack.npz, when present."""
+    cache, first_cache = root / f"{out}.latents.safetensors", root / "dit_pack.npz.latents.safetensors"
+    if first_cache.is_file() and not cache.is_file():
+        shutil.copy(first_cache, cache)
     gen3d("--threads", str(threads), "train", "pack", "--config", "configs/dit/tiny_long.yaml",
-          "--data", str(root / "prepared" / "train"), str(root / "prepared" / "train_extra"),
-          "--val-data", str(root / "prepared" / "val"), "--vae", str(WEIGHTS / "vae"),
-          "--out", str(root / "dit_pack.npz"))
-
-
-def stage_pack_2(root: Path, threads: int) -> None:
-    """Phase five's pack: the phase-two set plus train_extra_2, latents stored as float16 (so that it travels
-    to a GPU machine within its 64 MiB); the latent cache of ROOT/dit_pack.npz is reused when present."""
-    cache, old_cache = root / "dit_pack_2.npz.latents.safetensors", root / "dit_pack.npz.latents.safetensors"
-    if old_cache.is_file() and not cache.is_file():
-        shutil.copy(old_cache, cache)
-    gen3d("--threads", str(threads), "train", "pack", "--config", "configs/dit/tiny_long.yaml",
-          "--data", *(str(root / "prepared" / name) for name in ("train", "train_extra", "train_extra_2")),
-          "--val-data", str(root / "prepared" / "val"), "--vae", str(WEIGHTS / "vae"), "--fp16-latents",
-          "--out", str(root / "dit_pack_2.npz"))
+          "--data", *(str(root / "prepared" / name) for name in sets), "--val-data", str(root / "prepared" / "val"),
+          "--vae", str(WEIGHTS / "vae"), *flags, "--out", str(root / out))
 
 
 def train_dit_from_pack(config: str, init: str, run: str, root: Path, threads: int,
@@ -266,7 +258,8 @@ def stage_examples(root: Path, threads: int) -> None:
 RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_vae, "vae"),
            "eval-vae": stage_eval_vae, "dit": stage_dit,
            "data-extra": partial(stage_data_extra, "train_extra", TRAIN_SHAPES, EXTRA_TRAIN_SHAPES),
-           "dit-finetune": stage_dit_finetune, "pack": stage_pack,
+           "dit-finetune": stage_dit_finetune,
+           "pack": partial(stage_pack, "dit_pack.npz", ("train", "train_extra"), ()),
            "dit-long": partial(train_dit_from_pack, "configs/dit/tiny_long.yaml", "dit_finetune", "dit_long"),
            "export-dit": partial(export_dit, "dit_long"),
            "dit-long-2": partial(train_dit_from_pack, "configs/dit/tiny_long_2.yaml", "dit_long", "dit_long_2"),
@@ -282,7 +275,8 @@ RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_va
            "export-vae-decoder-gen-2": partial(export_vae, "vae_decoder_gen_2"),
            "data-extra-2": partial(stage_data_extra, "train_extra_2", TRAIN_SHAPES + EXTRA_TRAIN_SHAPES,
                                    EXTRA_TRAIN_SHAPES_2),
-           "pack-2": stage_pack_2,
+           "pack-2": partial(stage_pack, "dit_pack_2.npz", ("train", "train_extra", "train_extra_2"),
+                             ("--fp16-latents",)),
            "dit-long-3": partial(train_dit_from_pack, "configs/dit/tiny_long_3.yaml", "dit_long_2", "dit_long_3",
                                  pack="dit_pack_2.npz"),
            "eval-dit": stage_eval_dit,
