@@ -76,3 +76,34 @@ def test_ensemble_logits_are_the_logit_of_the_mean_probability():
     out = ensemble_logits(extreme)
     assert torch.isfinite(out).all() and out[0] > 0 > out[1]
     assert torch.allclose(out, torch.tensor([np.log(2.0), -np.log(2.0)], dtype=out.dtype), atol=1e-6)
+
+
+def test_a_second_extraction_reuses_the_lattice_and_carving_removes_only_what_it_is_told(monkeypatch):
+    """DecodedLatents keeps the lattice values it computed: the same extraction again queries the VAE for
+    no node, a carved one only for the nodes its new crossings need; carving x > 0 away leaves no surface
+    beyond the cut (one cell of slack) and the far side's surface exactly as it was."""
+    from gen3d.geometry.procedural import generate_shape
+    from gen3d.stages.shape_vae.mesh import DecodedLatents, encode_mesh
+    from gen3d.stages.shape_vae.model import BUNDLED_VAE, load_vae
+
+    if not (BUNDLED_VAE / "model.safetensors").is_file():
+        pytest.skip("no bundled VAE weights in this checkout")
+    vae = load_vae()
+    z = torch.cat([encode_mesh(vae, generate_shape(family, 1_000_008)[0], seed=0) for family in ("table", "chair")])
+    queried = []
+    query = vae.query
+    monkeypatch.setattr(vae, "query", lambda planes, points: queried.append(points.shape[1]) or query(planes, points))
+    decoded = DecodedLatents(vae, z)
+    first, _ = decoded.to_mesh(128)
+    first_queries = sum(queried)
+    queried.clear()
+    again, _ = decoded.to_mesh(128)
+    assert sum(queried) == 0 and np.array_equal(again.vertices, first.vertices)
+    kept_all, _ = decoded.to_mesh(128, keep=lambda p: np.ones(len(p), bool))
+    assert sum(queried) == 0 and np.array_equal(kept_all.vertices, first.vertices)
+    cut, _ = decoded.to_mesh(128, keep=lambda p: p[:, 0] <= 0.0)
+    assert 0 < sum(queried) < first_queries / 4
+    assert cut.vertices[:, 0].max() <= 2.0 / 128 + 1e-6 and first.vertices[:, 0].max() > 0.5
+    far_first = first.vertices[first.vertices[:, 0] < -0.1]
+    far_cut = cut.vertices[cut.vertices[:, 0] < -0.1]
+    assert len(far_first) > 1000 and np.array_equal(np.unique(far_first, axis=0), np.unique(far_cut, axis=0))

@@ -19,6 +19,8 @@ COARSE = 64  # hierarchical extraction starts on a 65^3 grid (one node per tiny-
 LOGIT_BAND = 1.0  # ... and also refines cells whose logits come this close to the level (thin parts).
 # Measured on the bundled VAE (tools/bench/extraction.py): a 33^3 start missed small parts of a chair
 # unless the band was 4 logits wide, which cost more queries than this setting.
+CARVED = -30.0  # the logit given to carved points (`keep`): far below any extraction level
+MEMO_RESOLUTION = 256  # lattice_field keeps node values up to this resolution (257^3 float32: 68 MB)
 
 
 def encode_mesh(vae: D3DVAE, mesh: Mesh, *, seed: int = 0, points: int | None = None) -> torch.Tensor:
@@ -50,6 +52,7 @@ class DecodedLatents:
         with torch.no_grad():
             self.planes = vae.decode(z)  # (N, 3, C, R, R)
         self._coarse: np.ndarray | None = None
+        self._memo: dict = {}  # (resolution, rotations) -> ((R + 1)^3,) lattice values (`lattice_field`)
         self._coarse_seconds = 0.0
 
     def field(self, rotations: np.ndarray | None = None):
@@ -66,6 +69,30 @@ class DecodedLatents:
 
         return field
 
+    def lattice_field(self, resolution: int, rotations: np.ndarray | None = None):
+        """`field(rotations)` on the nodes of the [-1, 1]^3 lattice with `resolution` cells per side,
+        each node's value computed once per DecodedLatents (a second extraction at the same resolution
+        and rotations, e.g. of a carved field, queries only the nodes the first did not); up to 256."""
+        field = self.field(rotations)
+        if resolution > MEMO_RESOLUTION:
+            return field
+        key = (resolution, None if rotations is None else np.asarray(rotations, np.float64).tobytes())
+        if key not in self._memo:
+            self._memo[key] = torch.full(((resolution + 1) ** 3,), float("nan"), device=self.z.device)
+        values = self._memo[key]  # ((R + 1)^3,) NaN where not computed yet
+
+        def memoized(points: torch.Tensor) -> torch.Tensor:  # (M, 3) lattice nodes -> (M,)
+            index = torch.round((points + 1.0) * (resolution / 2)).long()  # (M, 3)
+            flat = (index[:, 0] * (resolution + 1) + index[:, 1]) * (resolution + 1) + index[:, 2]  # (M,)
+            out = values[flat]
+            todo = torch.isnan(out)
+            if todo.any():
+                out[todo] = field(points[todo]).to(out.dtype)
+                values[flat[todo]] = out[todo]
+            return out
+
+        return memoized
+
     def coarse_logits(self) -> np.ndarray:
         """(N, COARSE + 1, COARSE + 1, COARSE + 1) logits of each shape on the coarse lattice (x, y, z)."""
         if self._coarse is None:
@@ -78,14 +105,25 @@ class DecodedLatents:
             self._coarse_seconds = time.perf_counter() - start
         return self._coarse
 
+    def coarse_ensemble(self, rotations: np.ndarray | None = None) -> np.ndarray:
+        """(L, L, L) ensemble logits on the coarse lattice, shape k turned by rotations[k] first."""
+        lattices = self.coarse_logits()  # (N, L, L, L)
+        if rotations is not None:
+            lattices = np.stack([turn_lattice(v, r) for v, r in zip(lattices, np.asarray(rotations))])
+        combined = ensemble_logits(torch.from_numpy(lattices).reshape(len(lattices), -1))  # (L^3,)
+        return combined.reshape(lattices.shape[1:]).numpy()
+
     def sample_meshes(self) -> list[Mesh | None]:
         """Each shape's surface on the coarse lattice alone (one per latent; None where it is empty)."""
         return [lattice_surface(values, 0.0, COARSE, mask=None) for values in self.coarse_logits()]
 
     def to_mesh(self, resolution: int = DEFAULT_RESOLUTION, *, level: float = 0.0, method: str = "hierarchical",
-                rotations: np.ndarray | None = None):
-        """The ensemble's {logit > level} surface (Mesh or None, stats); see `latent_to_mesh`."""
-        field = self.field(rotations)
+                rotations: np.ndarray | None = None, keep=None):
+        """The ensemble's {logit > level} surface (Mesh or None, stats); see `latent_to_mesh`. `keep`:
+        a test (M, 3) float64 points -> (M,) bool; where it is False the field is CARVED."""
+        field = self.lattice_field(resolution, rotations)
+        if keep is not None:
+            field = carved(field, keep)
         if method == "dense":
             return extract_dense(field, resolution, level=level, device=self.z.device, chunk=self.chunk)
         if method != "hierarchical":
@@ -93,17 +131,28 @@ class DecodedLatents:
         coarse = min(COARSE, resolution)
         known = None
         if coarse == COARSE:  # the coarse level from the per-shape lattices, turned, then combined
-            lattices = self.coarse_logits()  # (N, L, L, L)
-            if rotations is not None:
-                lattices = np.stack([turn_lattice(v, r) for v, r in zip(lattices, np.asarray(rotations))])
-            known = ensemble_logits(torch.from_numpy(lattices).reshape(len(lattices), -1)).reshape(lattices.shape[1:])
-            known = known.numpy()
+            known = self.coarse_ensemble(rotations)
+            if keep is not None:
+                axis = np.linspace(-1.0, 1.0, COARSE + 1)
+                nodes = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # (L^3, 3)
+                known = np.where(keep(nodes).reshape(known.shape), known, CARVED)
         mesh, stats = extract_hierarchical(field, resolution, level=level, coarse=coarse, band=LOGIT_BAND,
                                            device=self.z.device, chunk=self.chunk, coarse_values=known)
         if known is not None:  # count the coarse lattice's queries and time, as if extracted in one go
             stats = replace(stats, queries=stats.queries + known.size,
                             query_seconds=stats.query_seconds + self._coarse_seconds)
         return mesh, stats
+
+
+def carved(field, keep):
+    """`field` ((M, 3) -> (M,) logits) with CARVED where `keep` ((M, 3) float64 array -> (M,) bool) is False."""
+
+    def carved_field(points: torch.Tensor) -> torch.Tensor:
+        logits = field(points)  # (M,)
+        kept = torch.from_numpy(keep(points.detach().cpu().double().numpy())).to(logits.device)  # (M,)
+        return torch.where(kept, logits, torch.full_like(logits, CARVED))
+
+    return carved_field
 
 
 def turn_lattice(values: np.ndarray, rotation: np.ndarray) -> np.ndarray:
