@@ -19,9 +19,11 @@ from pathlib import Path
 import gen3d
 from gen3d.errors import InputError
 
-# the image_to_3d pipeline's ORIENTATIONS and WIDTHS, listed here so that building the parser does not load torch
+# the image_to_3d pipeline's ORIENTATIONS, WIDTHS and CARVINGS, listed here so that building the parser does not
+# load torch
 ORIENT_CHOICES = ("front", "none")
 WIDTH_CHOICES = ("fit", "model")
+CARVE_CHOICES = ("silhouette", "none")
 
 log = logging.getLogger("gen3d")
 
@@ -175,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit: scale the output's width (x) so that its front silhouette has the image's "
                         "width/height ratio when the model's is off by more than 3%%; model: keep the "
                         "model's width (default: the model's)")
+    p.add_argument("--carve", choices=CARVE_CHOICES, default=None,
+                   help="silhouette: remove what the front camera would see outside the image's foreground; "
+                        "none: keep the model's surface (default: the model's)")
     p.add_argument("--format", choices=["glb", "obj", "ply", "stl"], default=None,
                    help="output format (default: from OUT's suffix, else glb)")
 
@@ -438,7 +443,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     pipeline = ImageTo3D.from_pretrained(args.model, device)
     options = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, faces=args.faces,
                    resolution=args.resolution, samples=args.samples, orient=args.orient,
-                   width=args.width)
+                   width=args.width, carve=args.carve)
     extras = pipeline.metadata(args.seed, **options)
     results = []
     for path in _progress(args, len(inputs), "images")(inputs):

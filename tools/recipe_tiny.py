@@ -219,7 +219,7 @@ def train_dit_from_pack(config: str, init: str, run: str, root: Path, threads: i
 # (no guidance: one DiT evaluation per step) scored best of 0.75-3.0 on 40 held-out procedural shapes;
 # fitting the output's width to the input's silhouette ratio scored better than the model's own width there.
 TINY_DEFAULTS = {"sampler": "unipc_bh2", "steps": 10, "guidance": 1.0, "samples": 4, "orient": "front",
-                 "width": "fit"}
+                 "width": "fit", "carve": "silhouette"}
 
 
 def export_dit(run: str, root: Path, threads: int) -> None:

@@ -14,11 +14,12 @@ from PIL import Image
 import gen3d
 from gen3d.errors import InputError
 from gen3d.geometry.cleanup import cleanup, simplify
-from gen3d.geometry.transform import normalize
+from gen3d.geometry.transform import apply_transform, normalize
 from gen3d.stages.shape_dit.orient import ConditionViews, front_turn, turn_matrix
 from gen3d.stages.shape_dit.preprocess import Prepared, prepare_image
-from gen3d.stages.shape_dit.proportion import fit_width
+from gen3d.stages.shape_dit.proportion import fitted_width_scale
 from gen3d.stages.shape_dit.sample import LatentSampler
+from gen3d.stages.shape_dit.silhouette import SilhouetteCarver
 from gen3d.stages.shape_vae.mesh import DecodedLatents
 from gen3d.stages.shape_vae.model import load_vae
 from gen3d.types import Mesh
@@ -38,10 +39,12 @@ class GenerationSettings:
     samples: int = 1  # latents per image (seeds seed..seed+samples-1); > 1: extract their mean occupancy (docs)
     orient: str = "front"  # "front": turn each sample so that the input shows its +Z side (docs); "none"
     width: str = "model"  # "fit": scale x so the front silhouette's width/height is the input's (docs); "model"
+    carve: str = "none"  # "silhouette": remove what the front camera would see outside the input's foreground (docs)
 
 
 ORIENTATIONS = ("front", "none")
 WIDTHS = ("fit", "model")
+CARVINGS = ("silhouette", "none")
 
 
 class ImageTo3D:
@@ -82,31 +85,51 @@ class ImageTo3D:
             raise ValueError(f"orient must be one of {', '.join(ORIENTATIONS)}, got {s.orient!r}")
         if s.width not in WIDTHS:
             raise ValueError(f"width must be one of {', '.join(WIDTHS)}, got {s.width!r}")
+        if s.carve not in CARVINGS:
+            raise ValueError(f"carve must be one of {', '.join(CARVINGS)}, got {s.carve!r}")
         names = names or [f"image {i}" for i in range(len(images))]
         prepared = [prepare_image(img, self.latents.image_size, name=n) for img, n in zip(images, names)]
+        silhouettes = [prepare_image(img, self.views.resolution, name=n).mask if s.carve == "silhouette" else None
+                       for img, n in zip(images, names)]  # (R, R) each: the foreground at the ring's size
         pixels = torch.stack([torch.from_numpy(p.image).permute(2, 0, 1) for p in prepared])  # (B, 3, S, S)
         pixels = pixels.repeat_interleave(s.samples, 0)  # (B * samples, 3, S, S)
         seeds = [seed + k for k in range(s.samples)] * len(images)
         latents = self.latents(pixels, seeds, sampler=s.sampler, steps=s.steps, guidance=s.guidance)
         latents = latents.unflatten(0, (len(images), s.samples))  # (B, samples, d_z, r, 3r)
-        return [self.to_mesh(z, s, n, p) for z, n, p in zip(latents, names, prepared)]
+        return [self.to_mesh(z, s, n, p, m) for z, n, p, m in zip(latents, names, prepared, silhouettes)]
 
-    def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str, prepared: Prepared | None = None) -> Mesh:
+    def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str, prepared: Prepared | None = None,
+                silhouette: np.ndarray | None = None) -> Mesh:
         """(samples, d_z, r, 3r) latents of one image -> its cleaned, budgeted, normalized mesh (each sample
-        turned to face the input first when `s.orient` is "front", and the result's width fitted to the
-        input's silhouette when `s.width` is "fit", both given the `prepared` input)."""
+        turned to face the input first when `s.orient` is "front", the result's width fitted to the
+        input's silhouette when `s.width` is "fit", both given the `prepared` input, and the field carved
+        to the input's `silhouette` ((R, R) foreground cropped at the ring's size) when `s.carve` is
+        "silhouette": extracted and placed once, carved where that output's front view leaves the
+        picture's foreground, extracted and placed again)."""
         decoded = DecodedLatents(self.vae, z)
         rotations = self.front_rotations(decoded, prepared.mask) if s.orient == "front" and prepared else None
-        mesh, _ = decoded.to_mesh(s.resolution, rotations=rotations)
+        mesh, transform = self.place(self.surface(decoded, s, name, rotations), s, prepared)
+        if s.carve == "silhouette" and silhouette is not None:
+            keep = SilhouetteCarver(silhouette, mesh, transform, self.views).keep
+            mesh, _ = self.place(self.surface(decoded, s, name, rotations, keep), s, prepared)
+        return mesh
+
+    def surface(self, decoded: DecodedLatents, s: GenerationSettings, name: str, rotations=None, keep=None) -> Mesh:
+        """The extracted, cleaned, budgeted surface in the latents' frame (`keep`: see DecodedLatents.to_mesh)."""
+        mesh, _ = decoded.to_mesh(s.resolution, rotations=rotations, keep=keep)
         if mesh is None:
             raise InputError("empty_result", f"{name}: the model produced no surface")
         mesh, _ = cleanup(mesh, min_component_area=0.01)
-        if mesh.num_faces > s.faces:
-            mesh = simplify(mesh, s.faces)
-        mesh = normalize(mesh)[0]
+        return simplify(mesh, s.faces) if mesh.num_faces > s.faces else mesh
+
+    def place(self, mesh: Mesh, s: GenerationSettings, prepared: Prepared | None) -> tuple[Mesh, np.ndarray]:
+        """The surface normalized (and its width fitted, when asked): (output mesh, 4x4 transform applied)."""
+        mesh, transform = normalize(mesh)
         if s.width == "fit" and prepared:
-            mesh = normalize(fit_width(mesh, prepared.aspect, self.views))[0]
-        return mesh
+            stretch = np.diag([fitted_width_scale(mesh, prepared.aspect, self.views), 1.0, 1.0, 1.0])
+            mesh, renormalize = normalize(apply_transform(mesh, stretch))
+            transform = renormalize @ stretch @ transform
+        return mesh, transform
 
     def front_rotations(self, decoded: DecodedLatents, mask: np.ndarray) -> np.ndarray:
         """(samples, 3, 3): per sample, the turn about +Y that makes the input its front view (chosen on
@@ -119,7 +142,7 @@ class ImageTo3D:
         s = self.resolve(**overrides)
         return {"generator": f"gen3d {gen3d.__version__}", "model_id": self.model_id, "seed": seed,
                 "sampler": s.sampler, "steps": s.steps, "guidance": s.guidance, "samples": s.samples,
-                "orient": s.orient, "width": s.width}
+                "orient": s.orient, "width": s.width, "carve": s.carve}
 
     def resolve(self, **overrides) -> GenerationSettings:
         """The model's defaults with the given (non-None) overrides."""

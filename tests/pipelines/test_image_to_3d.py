@@ -12,6 +12,7 @@ import trimesh
 from PIL import Image
 
 from gen3d import cli
+from gen3d.geometry.fields import grid_points, marching_cubes
 from gen3d.pipelines.image_to_3d import ImageTo3D
 from gen3d.stages.shape_dit.sample import LatentSampler
 from gen3d.types import Mesh
@@ -46,6 +47,9 @@ def test_latents_are_seeded_and_a_batch_equals_single_calls(micro_model):
     assert torch.equal(sampler(images[:1], [7], steps=4, guidance=3.0), one)
 
 
+STAND_IN_GRID = 128  # nodes per side of the carved stand-in sphere's field
+
+
 class SphereLatents:
     """Stands in for DecodedLatents: every extraction is a sphere; `calls` records what was asked."""
 
@@ -60,9 +64,13 @@ class SphereLatents:
         SphereLatents.calls.append(("samples", self.z.clone(), None))
         return [self.sphere] * len(self.z)
 
-    def to_mesh(self, resolution, rotations=None):
+    def to_mesh(self, resolution, rotations=None, keep=None):
         SphereLatents.calls.append((resolution, self.z.clone(), rotations))
-        return self.sphere, None
+        if keep is None:
+            return self.sphere, None
+        points = grid_points(STAND_IN_GRID)  # (G^3, 3): the sphere's field, carved where `keep` says
+        values = np.where(keep(points), 0.4 - np.linalg.norm(points, axis=1), -1.0)
+        return marching_cubes(values.reshape((STAND_IN_GRID,) * 3), inside="positive"), None
 
 
 @pytest.fixture
@@ -183,7 +191,8 @@ def test_front_orientation_turns_each_sample_before_they_are_combined(micro_mode
         pipeline.run(image, orient="sideways")
 
 
-@pytest.mark.parametrize("setting,values", [("orient", ("none", "front")), ("width", ("model", "fit"))])
+@pytest.mark.parametrize("setting,values", [("orient", ("none", "front")), ("width", ("model", "fit")),
+                                            ("carve", ("none", "silhouette"))])
 def test_generate_setting_flags_reach_the_output_metadata(tmp_path, micro_model, sphere_decoder, capsys, setting,
                                                           values):
     image = _image(tmp_path / "cup.png")
@@ -196,9 +205,9 @@ def test_generate_setting_flags_reach_the_output_metadata(tmp_path, micro_model,
 def test_cli_orient_and_width_choices_are_the_pipelines():
     """The CLI lists the orientations and width settings itself (importing the pipeline to build the
     parser would load torch for every command): they must stay those the pipeline accepts."""
-    from gen3d.pipelines.image_to_3d import ORIENTATIONS, WIDTHS
+    from gen3d.pipelines.image_to_3d import CARVINGS, ORIENTATIONS, WIDTHS
 
-    assert cli.ORIENT_CHOICES == ORIENTATIONS and cli.WIDTH_CHOICES == WIDTHS
+    assert cli.ORIENT_CHOICES == ORIENTATIONS and cli.WIDTH_CHOICES == WIDTHS and cli.CARVE_CHOICES == CARVINGS
     parser = cli.build_parser()
     for orient in ORIENTATIONS:  # the parser takes its choices from that list
         assert parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", orient]).orient == orient
@@ -231,6 +240,45 @@ def test_width_fit_gives_the_output_the_pictures_silhouette_ratio(micro_model, s
     with pytest.raises(ValueError, match="width"):
         pipeline.run(picture, width="wide")
 
+
+
+def test_silhouette_carving_removes_what_the_picture_does_not_show(micro_model, sphere_decoder):
+    """carve="silhouette": the decoded sphere against a picture of a disc with a slot cut from its centre to
+    its right edge; seen from the front camera (an independent render of the output), the carved output
+    leaves the slot almost empty and matches the picture better, and nothing else is lost."""
+    from dataclasses import replace
+
+    from scipy import ndimage
+
+    from gen3d.stages.shape_dit.orient import ConditionViews, silhouettes
+    from gen3d.stages.shape_dit.preprocess import prepare_image
+    from gen3d.stages.shape_dit.silhouette import TOLERANCE_PX
+
+    yy, xx = np.mgrid[:160, :160]
+    rgb = np.zeros((160, 160, 3), np.uint8)
+    rgb[(yy - 80) ** 2 + (xx - 80) ** 2 <= 50**2] = (230, 120, 20)
+    rgb[(np.abs(yy - 80) <= 8) & (xx > 90)] = 0  # the slot
+    picture = Image.fromarray(rgb)
+    front = replace(ConditionViews(), azimuths=(0.0,))
+    target = prepare_image(picture, front.resolution).mask > 0.5  # (256, 256)
+    pipeline = ImageTo3D.from_pretrained(micro_model)
+    seen = {}
+    for carve in ("none", "silhouette"):
+        mesh = pipeline.run(picture, orient="none", width="model", carve=carve, faces=20000)
+        seen[carve] = silhouettes(mesh, front, front.resolution)[0]  # (256, 256)
+    # pixels farther from the picture's foreground than the carving's tolerance plus one cell of the
+    # stand-in's grid as the output shows it (the sphere of radius 0.4 normalized to 0.95 across the crop's
+    # 205 px for 1.9 units) and a pixel for the rasterization
+    cell = 2.0 / (STAND_IN_GRID - 1) * (0.95 / 0.4) * (0.8 * front.resolution / 1.9)  # ~4 px
+    far = ndimage.distance_transform_edt(~target) > TOLERANCE_PX + cell + 1.0
+    outside = {k: int((v & far).sum()) for k, v in seen.items()}
+    iou = {k: (v & target).sum() / (v | target).sum() for k, v in seen.items()}
+    assert outside["none"] > 1500  # the slot: ~35 x 70 px of the 256 px crop
+    assert outside["silhouette"] < 0.05 * outside["none"], outside
+    assert iou["silhouette"] > iou["none"] + 0.03 and iou["silhouette"] > 0.94, iou
+    assert pipeline.metadata(0, carve="silhouette")["carve"] == "silhouette"
+    with pytest.raises(ValueError, match="carve"):
+        pipeline.run(picture, carve="hull")
 
 
 def test_bundled_generation_defaults_are_the_recipes():

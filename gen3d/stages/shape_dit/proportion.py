@@ -45,11 +45,15 @@ def width_scale(mesh: Mesh, target_aspect: float, views: ConditionViews, *, iter
     return float(scale)
 
 
+def fitted_width_scale(mesh: Mesh, target_aspect: float, views: ConditionViews, *, tolerance: float = 0.03) -> float:
+    """`width_scale`, or 1.0 when it differs from 1 by at most `tolerance` (relative: below it the difference
+    is within what the silhouette measures, and the change would be noise)."""
+    scale = width_scale(mesh, target_aspect, views)
+    return 1.0 if abs(scale - 1.0) <= tolerance else scale
+
+
 def fit_width(mesh: Mesh, target_aspect: float, views: ConditionViews, *, tolerance: float = 0.03) -> Mesh:
     """`mesh` scaled along x to the picture's silhouette ratio when the model's is off by more than
-    `tolerance` (relative); otherwise unchanged (below it the difference is within what the silhouette
-    measures, and the change would be noise)."""
-    scale = width_scale(mesh, target_aspect, views)
-    if abs(scale - 1.0) <= tolerance:
-        return mesh
-    return apply_transform(mesh, np.diag([scale, 1.0, 1.0, 1.0]))
+    `tolerance`; otherwise `mesh` itself."""
+    scale = fitted_width_scale(mesh, target_aspect, views, tolerance=tolerance)
+    return mesh if scale == 1.0 else apply_transform(mesh, np.diag([scale, 1.0, 1.0, 1.0]))
