@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gen3d.render.cameras import orbit_cameras, transform_points
+from gen3d.render.cameras import Cameras, orbit_cameras, transform_points
 from gen3d.render.raster import rasterize
 from gen3d.stages.shape_dit.preprocess import prepare_image
 from gen3d.types import Mesh
@@ -35,10 +35,15 @@ class ConditionViews:
     # between a shape's render and its prepared view here, against ~0.97 at 192 px)
 
 
+def ring_cameras(views: ConditionViews) -> Cameras:
+    """The ring's cameras, one per azimuth, at the ring's elevation, radius, lens and resolution."""
+    return orbit_cameras([views.elevation] * len(views.azimuths), list(views.azimuths), radius=views.radius,
+                         fov_deg=views.fov_deg, width=views.resolution)
+
+
 def coverage(mesh: Mesh, views: ConditionViews, *, backend: str = "torch") -> torch.Tensor:
     """(A, R, R) bool: the pixels the mesh covers from each ring camera, at the ring's resolution R."""
-    cameras = orbit_cameras([views.elevation] * len(views.azimuths), list(views.azimuths), radius=views.radius,
-                            fov_deg=views.fov_deg, width=views.resolution)
+    cameras = ring_cameras(views)
     vertices = torch.as_tensor(mesh.vertices, dtype=torch.float32)  # (V, 3)
     faces = torch.as_tensor(mesh.faces, dtype=torch.int64)  # (F, 3)
     return rasterize(transform_points(vertices, cameras.world_to_clip()), faces, views.resolution,

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from gen3d.render.cameras import orbit_cameras, transform_points
-from gen3d.stages.shape_dit.orient import ConditionViews, coverage
+from gen3d.render.cameras import transform_points
+from gen3d.stages.shape_dit.orient import ConditionViews, coverage, ring_cameras
 from gen3d.types import Mesh
 
 TOLERANCE_PX = 1.5  # at the ring's resolution (256 px: the object's longest side spans 205 px); chosen in docs
@@ -44,8 +44,7 @@ class SilhouetteCarver:
         self.size = mask.shape[0]
         self.crop_side = (1 - 2 * margin) * self.size  # the picture's object spans this in the crop
         self.outside = ndimage.distance_transform_edt(np.asarray(mask) <= 0.5)  # (S, S) px to the foreground
-        self.world_to_clip = orbit_cameras([views.elevation], [0.0], radius=views.radius, fov_deg=views.fov_deg,
-                                           width=views.resolution).world_to_clip()
+        self.world_to_clip = ring_cameras(front).world_to_clip()  # (1, 4, 4)
         self.resolution, self.transform, self.tolerance = views.resolution, np.asarray(transform), tolerance
 
     def pixels(self, points: np.ndarray) -> np.ndarray:

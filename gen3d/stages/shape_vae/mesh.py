@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gen3d.geometry.fields import grid_points
 from gen3d.geometry.sampling import sample_surface
 from gen3d.stages.shape_vae.extract import extract_dense, extract_hierarchical, lattice_surface
 from gen3d.stages.shape_vae.model import D3DVAE
@@ -133,9 +134,7 @@ class DecodedLatents:
         if coarse == COARSE:  # the coarse level from the per-shape lattices, turned, then combined
             known = self.coarse_ensemble(rotations)
             if keep is not None:
-                axis = np.linspace(-1.0, 1.0, COARSE + 1)
-                nodes = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)  # (L^3, 3)
-                known = np.where(keep(nodes).reshape(known.shape), known, CARVED)
+                known = np.where(keep(grid_points(COARSE + 1)).reshape(known.shape), known, CARVED)
         mesh, stats = extract_hierarchical(field, resolution, level=level, coarse=coarse, band=LOGIT_BAND,
                                            device=self.z.device, chunk=self.chunk, coarse_values=known)
         if known is not None:  # count the coarse lattice's queries and time, as if extracted in one go
