@@ -88,29 +88,28 @@ class ImageTo3D:
         if s.carve not in CARVINGS:
             raise ValueError(f"carve must be one of {', '.join(CARVINGS)}, got {s.carve!r}")
         names = names or [f"image {i}" for i in range(len(images))]
-        prepared = [prepare_image(img, self.latents.image_size, name=n) for img, n in zip(images, names)]
-        silhouettes = [prepare_image(img, self.views.resolution, name=n).mask if s.carve == "silhouette" else None
-                       for img, n in zip(images, names)]  # (R, R) each: the foreground at the ring's size
+        outline_size = self.views.resolution if s.carve == "silhouette" else None  # the carver's size
+        prepared = [prepare_image(img, self.latents.image_size, name=n, outline_size=outline_size)
+                    for img, n in zip(images, names)]
         pixels = torch.stack([torch.from_numpy(p.image).permute(2, 0, 1) for p in prepared])  # (B, 3, S, S)
         pixels = pixels.repeat_interleave(s.samples, 0)  # (B * samples, 3, S, S)
         seeds = [seed + k for k in range(s.samples)] * len(images)
         latents = self.latents(pixels, seeds, sampler=s.sampler, steps=s.steps, guidance=s.guidance)
         latents = latents.unflatten(0, (len(images), s.samples))  # (B, samples, d_z, r, 3r)
-        return [self.to_mesh(z, s, n, p, m) for z, n, p, m in zip(latents, names, prepared, silhouettes)]
+        return [self.to_mesh(z, s, n, p) for z, n, p in zip(latents, names, prepared)]
 
-    def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str, prepared: Prepared | None = None,
-                silhouette: np.ndarray | None = None) -> Mesh:
+    def to_mesh(self, z: torch.Tensor, s: GenerationSettings, name: str, prepared: Prepared | None = None) -> Mesh:
         """(samples, d_z, r, 3r) latents of one image -> its cleaned, budgeted, normalized mesh (each sample
         turned to face the input first when `s.orient` is "front", the result's width fitted to the
         input's silhouette when `s.width` is "fit", both given the `prepared` input, and the field carved
-        to the input's `silhouette` ((R, R) foreground cropped at the ring's size) when `s.carve` is
-        "silhouette": extracted and placed once, carved where that output's front view leaves the
-        picture's foreground, extracted and placed again)."""
+        to the input's outline (`prepared.outline`: (R, R) foreground cropped at the ring's size) when
+        `s.carve` is "silhouette": extracted and placed once, carved where that output's front view leaves
+        the picture's foreground, extracted and placed again)."""
         decoded = DecodedLatents(self.vae, z)
         rotations = self.front_rotations(decoded, prepared.mask) if s.orient == "front" and prepared else None
         mesh, transform = self.place(self.surface(decoded, s, name, rotations), s, prepared)
-        if s.carve == "silhouette" and silhouette is not None:
-            keep = SilhouetteCarver(silhouette, mesh, transform, self.views).keep
+        if s.carve == "silhouette" and prepared and prepared.outline is not None:
+            keep = SilhouetteCarver(prepared.outline, mesh, transform, self.views).keep
             mesh, _ = self.place(self.surface(decoded, s, name, rotations, keep), s, prepared)
         return mesh
 

@@ -76,3 +76,20 @@ def test_a_given_mask_is_used_even_when_the_object_fills_the_view():
     out = prepare_image(full, size=50, margin=0.1, mask=np.ones((64, 64)))
     assert out.foreground == "given"
     assert out.mask[0, 0] == 0.0 and out.mask[25, 25] == 1.0 and abs(out.mask.mean() - 0.64) < 0.03
+
+
+def test_the_outline_is_the_mask_at_its_own_size_from_one_foreground_estimate(monkeypatch):
+    """`outline_size` gives the coverage a separate call at that size would give, without estimating the
+    foreground of a picture without alpha a second time."""
+    import gen3d.stages.shape_dit.preprocess as preprocess
+
+    rgb, _ = _disk()
+    picture = Image.fromarray(rgb)
+    alone = prepare_image(picture, size=96).mask  # (96, 96)
+    calls = []
+    estimate = preprocess.foreground_mask
+    monkeypatch.setattr(preprocess, "foreground_mask", lambda rgba: calls.append(1) or estimate(rgba))
+    both = prepare_image(picture, size=40, outline_size=96)
+    assert len(calls) == 1 and both.outline.shape == (96, 96) and both.mask.shape == (40, 40)
+    np.testing.assert_array_equal(both.outline, alone)
+    assert prepare_image(picture, size=40).outline is None

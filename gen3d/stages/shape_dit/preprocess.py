@@ -24,6 +24,7 @@ class Prepared:
     mask: np.ndarray  # (S, S) float32 coverage
     foreground: str  # "alpha", "rembg" or "border-estimate"
     aspect: float = 1.0  # width / height of the foreground's bounding box in the input's own pixels
+    outline: np.ndarray | None = None  # (M, M) float32 coverage cropped the same way at `outline_size`, if asked
 
 
 def to_rgba(image: Image.Image) -> np.ndarray:
@@ -74,10 +75,11 @@ def _rembg_mask(rgba: np.ndarray) -> np.ndarray | None:
 
 
 def prepare_image(image: Image.Image, size: int = 224, *, margin: float = 0.1, background: float = 0.0,
-                  name: str = "image", mask: np.ndarray | None = None) -> Prepared:
+                  name: str = "image", mask: np.ndarray | None = None, outline_size: int | None = None) -> Prepared:
     """Crop to the foreground, centre it, pad to a square whose side is the object's longest side over
     (1 - 2 margin), resize to `size`, composite on `background`. A known (H, W) coverage `mask` in
-    [0, 1] (rendered views) replaces the foreground estimate."""
+    [0, 1] (rendered views) replaces the foreground estimate. `outline_size`: also the coverage cropped
+    the same way at that size (from the same foreground estimate, which runs once)."""
     if min(image.size) < MIN_SIDE:
         raise InputError("image_too_small", f"{name}: {image.width}x{image.height}, need >= {MIN_SIDE} px per side")
     rgba = to_rgba(image)
@@ -91,9 +93,13 @@ def prepare_image(image: Image.Image, size: int = 224, *, margin: float = 0.1, b
     oy, ox = (side - (bottom - top)) // 2, (side - (right - left)) // 2
     canvas[oy: oy + bottom - top, ox: ox + right - left, :3] = rgba[top:bottom, left:right, :3]
     canvas[oy: oy + bottom - top, ox: ox + right - left, 3] = mask[top:bottom, left:right]
-    resized = np.asarray(Image.fromarray((canvas * 255).round().astype(np.uint8), "RGBA")
-                         .resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+    square = Image.fromarray((canvas * 255).round().astype(np.uint8), "RGBA")
+    resized = np.asarray(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
     coverage = resized[..., 3:]
     rgb = resized[..., :3] * coverage + background * (1 - coverage)
+    outline = None
+    if outline_size is not None:
+        outline = np.asarray(square.resize((outline_size, outline_size), Image.Resampling.LANCZOS),
+                             dtype=np.float32)[..., 3] / 255.0  # (M, M)
     return Prepared(image=rgb.astype(np.float32), mask=coverage[..., 0], foreground=how,
-                    aspect=(right - left) / (bottom - top))
+                    aspect=(right - left) / (bottom - top), outline=outline)

@@ -51,9 +51,3 @@ def fitted_width_scale(mesh: Mesh, target_aspect: float, views: ConditionViews, 
     scale = width_scale(mesh, target_aspect, views)
     return 1.0 if abs(scale - 1.0) <= tolerance else scale
 
-
-def fit_width(mesh: Mesh, target_aspect: float, views: ConditionViews, *, tolerance: float = 0.03) -> Mesh:
-    """`mesh` scaled along x to the picture's silhouette ratio when the model's is off by more than
-    `tolerance`; otherwise `mesh` itself."""
-    scale = fitted_width_scale(mesh, target_aspect, views, tolerance=tolerance)
-    return mesh if scale == 1.0 else apply_transform(mesh, np.diag([scale, 1.0, 1.0, 1.0]))
