@@ -15,7 +15,7 @@ PACKAGE = REPO / "gen3d"
 
 # Layers that must never import the layers above them (DESIGN.md, "Import direction").
 CORE = ("gen3d.types", "gen3d.errors", "gen3d.diffusion", "gen3d.geometry", "gen3d.render", "gen3d.nn")
-ABOVE_CORE = ("gen3d.stages", "gen3d.pipelines", "gen3d.train", "gen3d.serve", "gen3d.cli")
+ABOVE_CORE = ("gen3d.stages", "gen3d.pipelines", "gen3d.train", "gen3d.serve", "gen3d.cli", "gen3d.cli_args")
 
 
 def _module_name(path: Path) -> str:

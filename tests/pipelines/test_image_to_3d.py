@@ -205,10 +205,11 @@ def test_generate_setting_flags_reach_the_output_metadata(tmp_path, micro_model,
 def test_cli_orient_and_width_choices_are_the_pipelines():
     """The CLI lists the orientations and width settings itself (importing the pipeline to build the
     parser would load torch for every command): they must stay those the pipeline accepts."""
+    from gen3d import cli_args
     from gen3d.pipelines.image_to_3d import CARVINGS, ORIENTATIONS, WIDTHS
 
-    assert cli.ORIENT_CHOICES == ORIENTATIONS and cli.WIDTH_CHOICES == WIDTHS and cli.CARVE_CHOICES == CARVINGS
-    parser = cli.build_parser()
+    assert (cli_args.ORIENT_CHOICES, cli_args.WIDTH_CHOICES, cli_args.CARVE_CHOICES) == (ORIENTATIONS, WIDTHS, CARVINGS)
+    parser = cli_args.build_parser()
     for orient in ORIENTATIONS:  # the parser takes its choices from that list
         assert parser.parse_args(["generate", "a.png", "-o", "a.glb", "--orient", orient]).orient == orient
     for width in WIDTHS:
