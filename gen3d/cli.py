@@ -251,11 +251,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from gen3d.geometry.export import save_mesh
-    from gen3d.pipelines.image_to_3d import ImageTo3D
+    from gen3d.pipelines.image_to_3d import ImageTo3D, check_settings
     from gen3d.utils.images import load_image
 
-    if args.samples is not None and args.samples < 1:
-        raise UsageError("--samples must be >= 1")
     inputs = []
     for item in map(Path, args.images):
         inputs += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
@@ -273,6 +271,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     options = dict(steps=args.steps, guidance=args.guidance, sampler=args.sampler, faces=args.faces,
                    resolution=args.resolution, samples=args.samples, orient=args.orient,
                    width=args.width, carve=args.carve)
+    try:
+        check_settings(pipeline.resolve(**options))
+    except ValueError as error:
+        raise UsageError(f"gen3d generate: {error}") from None
     extras = pipeline.metadata(args.seed, **options)
     results = []
     for path in _progress(args, len(inputs), "images")(inputs):

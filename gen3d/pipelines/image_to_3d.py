@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import gen3d
+from gen3d.diffusion.sampling import SAMPLERS
 from gen3d.errors import InputError
 from gen3d.geometry.cleanup import cleanup, simplify
 from gen3d.geometry.transform import apply_transform, normalize
@@ -47,6 +48,20 @@ WIDTHS = ("fit", "model")
 CARVINGS = ("silhouette", "none")
 
 
+def check_settings(s: GenerationSettings) -> GenerationSettings:
+    """`s` itself, or ValueError naming the first setting out of its range."""
+    for name, least in (("samples", 1), ("steps", 1), ("faces", 4), ("resolution", 8)):
+        if getattr(s, name) < least:
+            raise ValueError(f"{name} must be >= {least}, got {getattr(s, name)}")
+    if s.sampler not in SAMPLERS or s.sampler == "dpm_solver_v3":  # v3 needs the model's statistics
+        usable = sorted(set(SAMPLERS) - {"dpm_solver_v3"})
+        raise ValueError(f"sampler must be one of {', '.join(usable)}, got {s.sampler!r}")
+    for name, choices in (("orient", ORIENTATIONS), ("width", WIDTHS), ("carve", CARVINGS)):
+        if getattr(s, name) not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(s, name)!r}")
+    return s
+
+
 class ImageTo3D:
     """`ImageTo3D.from_pretrained(folder).run(image, seed=0) -> Mesh` (canonical frame, longest side 1.9)."""
 
@@ -61,8 +76,14 @@ class ImageTo3D:
         spec_path = folder / "pipeline.json"
         if not spec_path.is_file():
             raise InputError("bad_checkpoint", f"{folder}: not an image -> 3D model folder (pipeline.json is missing)")
-        spec = json.loads(spec_path.read_text())
-        settings = GenerationSettings(**spec.get("defaults", {}))
+        try:
+            spec = json.loads(spec_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError("bad_checkpoint", f"{spec_path}: not valid JSON ({error})") from None
+        try:
+            settings = check_settings(GenerationSettings(**spec.get("defaults", {})))
+        except (TypeError, ValueError) as error:
+            raise InputError("bad_checkpoint", f"{spec_path}: defaults: {error}") from None
         views = spec.get("condition_views", {})
         try:
             views = ConditionViews(**{**views, "azimuths": tuple(views.get("azimuths", ConditionViews.azimuths))})
@@ -79,14 +100,7 @@ class ImageTo3D:
                   **overrides) -> list[Mesh]:
         """Every image with the same seed: a batch gives the meshes of single calls."""
         s = self.resolve(**overrides)
-        if s.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {s.samples}")
-        if s.orient not in ORIENTATIONS:
-            raise ValueError(f"orient must be one of {', '.join(ORIENTATIONS)}, got {s.orient!r}")
-        if s.width not in WIDTHS:
-            raise ValueError(f"width must be one of {', '.join(WIDTHS)}, got {s.width!r}")
-        if s.carve not in CARVINGS:
-            raise ValueError(f"carve must be one of {', '.join(CARVINGS)}, got {s.carve!r}")
+        check_settings(s)
         names = names or [f"image {i}" for i in range(len(images))]
         outline_size = self.views.resolution if s.carve == "silhouette" else None  # the carver's size
         prepared = [prepare_image(img, self.latents.image_size, name=n, outline_size=outline_size)

@@ -118,19 +118,25 @@ def test_missing_model_folder_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and json.loads(capsys.readouterr().out)["reason"] == "bad_checkpoint"
 
 
-def test_unknown_condition_view_keys_are_a_clear_error(tmp_path, micro_model, capsys):
+@pytest.mark.parametrize("section, key", [("condition_views", "elevations"), ("defaults", "cfg_scale"),
+                                          ("defaults", "carve"), (None, "not valid JSON")])
+def test_a_malformed_pipeline_spec_is_a_clear_error(tmp_path, micro_model, capsys, section, key):
+    """Unknown keys in either section of pipeline.json, or a file that is not JSON: bad_checkpoint, named."""
     import shutil
 
     folder = tmp_path / "model"
     shutil.copytree(micro_model, folder)
     spec = json.loads((folder / "pipeline.json").read_text())
     assert spec["condition_views"]["azimuths"] == [0.0, 90.0, 180.0, 270.0]
-    spec["condition_views"]["elevations"] = [20.0]
-    (folder / "pipeline.json").write_text(json.dumps(spec))
+    if section is None:
+        (folder / "pipeline.json").write_text(json.dumps(spec)[:-5])  # cut short
+    else:
+        spec[section][key] = "bogus"  # an unknown key, or a value out of the choices
+        (folder / "pipeline.json").write_text(json.dumps(spec))
     code = cli.main(["generate", str(_image(tmp_path / "x.png")), "-o", str(tmp_path / "x.glb"),
                      "--model", str(folder), "--json"])
     payload = json.loads(capsys.readouterr().out)
-    assert code == 2 and payload["reason"] == "bad_checkpoint" and "elevations" in payload["message"]
+    assert code == 2 and payload["reason"] == "bad_checkpoint" and key in payload["message"]
 
 
 def test_pipeline_api_run(micro_model, sphere_decoder, tmp_path):
@@ -167,9 +173,19 @@ def test_generate_samples_flag(tmp_path, micro_model, sphere_decoder, capsys):
     code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
                      "--samples", "2", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["samples"] == 2
-    code = cli.main(["generate", str(image), "-o", str(tmp_path / "cup.glb"), "--model", str(micro_model),
-                     "--samples", "0"])
-    assert code == 2 and "--samples" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, says", [("--samples", "0", "samples must be >= 1"),
+                                               ("--steps", "0", "steps must be >= 1"),
+                                               ("--faces", "2", "faces must be >= 4"),
+                                               ("--resolution", "4", "resolution must be >= 8"),
+                                               ("--sampler", "bogus", "sampler must be one of"),
+                                               ("--sampler", "dpm_solver_v3", "sampler must be one of")])
+def test_generate_settings_out_of_range_are_usage_errors(tmp_path, micro_model, capsys, flag, value, says):
+    """Checked before any image is read: exit 2 with the setting named, not an internal error."""
+    code = cli.main(["generate", str(_image(tmp_path / "cup.png")), "-o", str(tmp_path / "cup.glb"),
+                     "--model", str(micro_model), flag, value])
+    assert code == 2 and says in capsys.readouterr().err and not (tmp_path / "cup.glb").exists()
 
 
 def test_front_orientation_turns_each_sample_before_they_are_combined(micro_model, sphere_decoder, monkeypatch,
