@@ -287,7 +287,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                             "seconds": round(time.perf_counter() - start, 3)})
         except InputError as exc:  # a bad image does not stop the others
             results.append({"image": str(path), "ok": False, "reason": exc.reason, "message": exc.message})
-            log.error("%s: %s: %s", path, exc.reason, exc.message)
+            if not single:  # a single image's failure is the command's one error line (_fail)
+                log.error("%s: %s: %s", path, exc.reason, exc.message)
     failed = [r for r in results if not r["ok"]]
     payload = {"ok": not failed, "results": results, **extras}
     if failed and single:

@@ -112,6 +112,15 @@ def test_generate_folder_keeps_going_past_a_bad_image(tmp_path, micro_model, sph
     assert sorted(p.name for p in (tmp_path / "out").glob("*.obj")) == ["a.obj", "b.obj"]
 
 
+def test_a_single_bad_image_is_one_line_on_stderr(tmp_path, micro_model, capsys):
+    """CONVENTIONS: exit 2 with one line naming the reason (not the batch's per-image line as well)."""
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    code = cli.main(["generate", str(tmp_path / "broken.png"), "-o", str(tmp_path / "x.glb"), "--model",
+                     str(micro_model)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "image_unreadable" in lines[0]
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path, capsys):
     code = cli.main(["generate", str(_image(tmp_path / "x.png")), "-o", str(tmp_path / "x.glb"),
                      "--model", str(tmp_path / "nothing"), "--json"])
