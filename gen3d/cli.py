@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gen3d
 from gen3d.cli_args import UsageError, build_parser
-from gen3d.errors import InputError
+from gen3d.errors import FaceBudgetError, InputError
 
 log = logging.getLogger("gen3d")
 
@@ -89,7 +89,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     faces_in = mesh.num_faces
     if args.faces is not None:
         known = len(mesh.warnings)
-        mesh = simplify(mesh, args.faces)
+        try:
+            mesh = simplify(mesh, args.faces)
+        except FaceBudgetError as exc:
+            raise UsageError(f"--faces {args.faces}: {exc}") from None
         for w in mesh.warnings[known:]:
             log.warning("%s: %s", args.input, w)
     if args.normalize:  # after simplification, so that the output's longest side is exactly 1.9
@@ -285,10 +288,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             save_mesh(mesh, target, extras)
             results.append({"image": str(path), "ok": True, "output": str(target), "faces": mesh.num_faces,
                             "seconds": round(time.perf_counter() - start, 3)})
-        except InputError as exc:  # a bad image does not stop the others
-            results.append({"image": str(path), "ok": False, "reason": exc.reason, "message": exc.message})
+        except (InputError, FaceBudgetError) as exc:  # a bad image does not stop the others
+            reason, message = (exc.reason, exc.message) if isinstance(exc, InputError) else ("usage", f"--faces: {exc}")
+            results.append({"image": str(path), "ok": False, "reason": reason, "message": message})
             if not single:  # a single image's failure is the command's one error line (_fail)
-                log.error("%s: %s: %s", path, exc.reason, exc.message)
+                log.error("%s: %s: %s", path, reason, message)
     failed = [r for r in results if not r["ok"]]
     payload = {"ok": not failed, "results": results, **extras}
     if failed and single:

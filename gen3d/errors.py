@@ -52,3 +52,7 @@ class MeshWarning:
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class FaceBudgetError(ValueError):
+    """A face budget the decimation cannot reach for this mesh (a usage error: ask for more faces)."""

@@ -96,6 +96,14 @@ def test_convert_bunny_to_budget(shared_meshes, capsys, tmp_path, load_normalize
     assert chamfer_l1(load_normalized("stanford-bunny.obj"), converted) < 0.005
 
 
+def test_convert_to_an_unreachable_budget_is_a_usage_error(shared_meshes, capsys, tmp_path):
+    """The milk truck's parts cannot be decimated to 20 faces: exit 2 naming --faces, nothing written."""
+    code, out, err = run(["convert", str(shared_meshes / "CesiumMilkTruck.glb"), str(tmp_path / "t.glb"),
+                          "--faces", "20", "--json"], capsys)
+    assert code == 2 and json.loads(out)["reason"] == "usage" and "--faces 20" in err
+    assert not (tmp_path / "t.glb").exists()
+
+
 def test_convert_textured_with_budget_warns(shared_meshes, capsys, tmp_path):
     code, out, err = run(["convert", str(shared_meshes / "spot.obj"), str(tmp_path / "s.glb"), "--faces", "1000",
                           "--normalize", "--json"], capsys)
