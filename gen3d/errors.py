@@ -28,6 +28,7 @@ WARNING_CODES = (
     "material_missing",  # the .mtl an OBJ names does not exist
     "texture_missing",  # a texture a .mtl names does not exist
     "texture_dropped",  # an operation (decimation) could not keep the UV texture
+    "decimation_clustered",  # quadric decimation stalled above the face budget: vertex clustering used
 )
 
 
