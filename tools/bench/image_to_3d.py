@@ -10,7 +10,7 @@ user's image: the val procedural seeds (ROOT/prepared/val, never trained on) and
 the preparation split into val (ROOT/prepared/train, split "val", sources real/*). Ground truth:
 the asset's source mesh with its prepared rotation and normalization. Compared in the same run:
   - the generative model (each sampler:steps[:samples] given, samples = latents per image whose mean
-    occupancy is extracted, default the model's; CFG from the model's defaults; seed 0);
+    occupancy is extracted, default the model's; CFG from the model's defaults; seed --seed, default 0);
   - a retrieval baseline: the training asset whose view from the same camera is closest by
     (1 - mask IoU) + mean normal-render distance, its mesh returned (and, for reference only, the
     same with the RGB renders in place of the normal renders: the input the model gets, plus the
@@ -127,7 +127,7 @@ def source_of(asset: Path) -> str:
 
 
 def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, baselines: bool = True,
-                 orients: list[str] | None = None) -> dict[str, list[dict]]:
+                 orients: list[str] | None = None, seed: int = 0) -> dict[str, list[dict]]:
     """Per method, one row per query: Chamfer-L1, F@0.05, seconds (`cache`: training views, shared by the sets;
     `baselines` False for queries from the training set, which retrieval would return unchanged)."""
     methods: dict[str, list[dict]] = {}
@@ -139,7 +139,7 @@ def evaluate_set(queries, pipeline, samplers, train, average, cache: dict, basel
             samples = int(rest[0]) if rest else pipeline.settings.samples
             for orient in orients or [pipeline.settings.orient]:
                 clock = time.perf_counter()
-                mesh = pipeline.run(image, seed=0, sampler=name, steps=int(steps), samples=samples, orient=orient)
+                mesh = pipeline.run(image, seed=seed, sampler=name, steps=int(steps), samples=samples, orient=orient)
                 row = {**score(mesh, truth), "seconds": time.perf_counter() - clock}
                 label = f"gen3d {name} x{steps}" + (f", {samples} samples" if samples > 1 else "")
                 methods.setdefault(label + (", not turned" if orient == "none" else ""), []).append(row)
@@ -189,6 +189,9 @@ def main() -> None:
     parser.add_argument("--orient", nargs="+", choices=ORIENTATIONS, default=None,
                         help="orientation settings to run for each sampler (default: the model's; rows "
                              "without the front turn are marked 'not turned')")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first seed of each generative row (its samples use SEED, SEED+1, ...; default 0): "
+                             "measure a choice over several seed blocks, e.g. 0 and 4 with 4 samples")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not tables")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON summary to this file")
     args = parser.parse_args()
@@ -214,13 +217,14 @@ def main() -> None:
     for set_name, queries in query_sets.items():
         print(f"{set_name}: {len(queries)} queries", file=sys.stderr, flush=True)
         per_query[set_name] = evaluate_set(queries, pipeline, args.samplers, train, average, views,
-                                           baselines=set_name != SEEN, orients=args.orient)
+                                           baselines=set_name != SEEN, orients=args.orient, seed=args.seed)
         results[set_name] = summarize(per_query[set_name])
     report = {set_name: {"queries": len(query_sets[set_name]), "methods": summary,
                          "sources": [source_of(a) for a in query_sets[set_name]],
                          "chamfer_l1": {k: [r["chamfer_l1"] for r in rows] for k, rows in per_query[set_name].items()}}
               for set_name, summary in results.items()}
     report["baselines"] = {"train_sets": sets, "train_assets": len(train)}
+    report["seed"] = args.seed
     report["machine"] = {"arch": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
                          "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - start, 1)}
     if args.output:
@@ -229,7 +233,7 @@ def main() -> None:
         print(json.dumps(report))
         return
     print(f"# image -> 3D, {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - start:.0f} s in all; baselines over "
+          f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - start:.0f} s in all, seed {args.seed}; baselines over "
           f"{len(train)} training assets ({', '.join(sets)})")
     for set_name, summary in results.items():
         print(f"\n#### {set_name} ({len(query_sets[set_name])} queries)\n")
