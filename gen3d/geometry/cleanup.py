@@ -209,11 +209,8 @@ def _clustered(points: np.ndarray, faces: np.ndarray, cells: int):
     count = np.bincount(cluster)
     merged = np.stack([np.bincount(cluster, weights=points[:, k]) / count for k in range(3)], axis=1)  # (C, 3)
     new_faces = cluster[faces]  # (F, 3)
-    new_faces = new_faces[(new_faces[:, 0] != new_faces[:, 1]) & (new_faces[:, 1] != new_faces[:, 2])
-                          & (new_faces[:, 0] != new_faces[:, 2])]
-    if len(new_faces):
-        new_faces = new_faces[~repeated_faces(new_faces)[0]]
-    used = np.unique(new_faces)
-    index = np.full(len(merged), -1, np.int64)
-    index[used] = np.arange(len(used))
-    return merged[used], index[new_faces]
+    a, b, c = new_faces.T
+    keep = (a != b) & (b != c) & (a != c)  # (F,) faces that did not collapse
+    keep[keep] = ~repeated_faces(new_faces[keep])[0]
+    out = Mesh(merged, new_faces).submesh(keep)  # unused vertices dropped
+    return out.vertices, out.faces
