@@ -31,6 +31,7 @@ class VAEDataConfig:
     include: tuple = ()  # only assets whose manifest `source` matches one of these glob patterns (all if empty)
     generated: str = ""  # a generated-latent bank (`gen3d train bank`): some items decode the DiT's sample instead
     generated_fraction: float = 0.5  # ... this share of the batch items whose asset is in the bank
+    repeat: dict = field(default_factory=dict)  # glob pattern on `source` -> times such training assets appear per epoch
 
 
 @dataclass
@@ -66,18 +67,36 @@ def prepared_assets(folders: str | Path | list, split: str | None, include: tupl
     return assets
 
 
+def repeated(assets: list[Path], repeat: dict) -> list[Path]:
+    """Each asset as many times as the largest factor of the `repeat` patterns its meta.json `source`
+    matches (once if none): oversampling of the shapes a model reconstructs worst."""
+    if not repeat:
+        return assets
+    for pattern, times in repeat.items():
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise InputError("bad_config", f"data.repeat[{pattern!r}] = {times!r}: a whole number >= 1")
+    out = []
+    for folder in assets:
+        source = json.loads((folder / "meta.json").read_text())["source"]
+        out += [folder] * max([times for pattern, times in repeat.items() if fnmatch.fnmatch(source, pattern)] or [1])
+    return out
+
+
 class ShapeSet:
-    """Surface samples and SDF queries of prepared assets, held in memory (float32)."""
+    """Surface samples and SDF queries of prepared assets, held in memory (float32; an asset listed
+    several times is loaded once)."""
 
     def __init__(self, assets: list[Path]):
         self.assets = assets
         self.surface, self.normals, self.queries, self.sdf = [], [], [], []
+        loaded: dict[Path, tuple] = {}
         for folder in assets:
-            with np.load(folder / "surface.npz") as s, np.load(folder / "queries.npz") as q:
-                self.surface.append(s["points"].astype(np.float32))
-                self.normals.append(s["normals"].astype(np.float32))
-                self.queries.append(q["points"].astype(np.float32))
-                self.sdf.append(q["sdf"].astype(np.float32))
+            if folder not in loaded:
+                with np.load(folder / "surface.npz") as s, np.load(folder / "queries.npz") as q:
+                    loaded[folder] = (s["points"].astype(np.float32), s["normals"].astype(np.float32),
+                                      q["points"].astype(np.float32), q["sdf"].astype(np.float32))
+            for arrays, value in zip((self.surface, self.normals, self.queries, self.sdf), loaded[folder]):
+                arrays.append(value)
 
     def __len__(self) -> int:
         return len(self.assets)
@@ -102,7 +121,7 @@ class VAETask:
     def __init__(self, cfg: VAERunConfig, data: str | Path, val_data: str | Path | None = None):
         self.cfg, self.model_cfg = cfg, cfg.model_config()
         include = tuple(cfg.data.include)
-        self.train_set = ShapeSet(prepared_assets(data, "train", include))
+        self.train_set = ShapeSet(repeated(prepared_assets(data, "train", include), dict(cfg.data.repeat)))
         val_assets = prepared_assets(val_data, None, include) if val_data else prepared_assets(data, "val", include)
         self.val_set = ShapeSet(val_assets[: cfg.data.val_assets])
         self.bank = GeneratedBank(cfg.data.generated) if cfg.data.generated else None

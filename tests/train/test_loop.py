@@ -211,6 +211,22 @@ def test_dataset_include_patterns_select_by_source(prepared_small):
         prepared_assets(prepared_small, None, ("nothing_*",))
 
 
+def test_dataset_repeat_oversamples_by_source_and_loads_once(prepared_small):
+    from gen3d.errors import InputError
+    from gen3d.train.vae import ShapeSet, prepared_assets, repeated
+
+    assets = prepared_assets(prepared_small, None)
+    sources = {a: json.loads((a / "meta.json").read_text())["source"] for a in assets}
+    out = repeated(assets, {"table_*": 3, "t*": 2})  # the largest matching factor counts
+    expected = sum(3 if sources[a].startswith("table_") else 2 if sources[a].startswith("t") else 1 for a in assets)
+    assert len(out) == expected > len(assets) and out.count(next(a for a in assets if sources[a].startswith("table_"))) == 3
+    assert repeated(assets, {}) == assets
+    with pytest.raises(InputError, match="whole number"):
+        repeated(assets, {"table_*": 0})
+    shapes = ShapeSet(out[:4] + out[:4])
+    assert len(shapes) == 8 and shapes.surface[0] is shapes.surface[4]
+
+
 def test_gradient_accumulation_equals_the_whole_batch(tmp_path, prepared_small, micro_config):
     """batch 4 in 2 micro-batches of 2 == batch 4 at once: same losses and weights (mean gradients)."""
     runs = {}
