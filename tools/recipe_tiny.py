@@ -5,7 +5,8 @@ runs on CPU, and dit-long / dit-long-2 on a GPU when there is one (the committed
         [--stages data vae export-vae eval-vae dit data-extra dit-finetune pack dit-long export-dit
                   dit-long-2 export-dit-2 vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2
                   bank vae-decoder-gen export-vae-decoder-gen bank-2 vae-decoder-gen-2
-                  export-vae-decoder-gen-2 data-extra-2 pack-2 dit-long-3 eval-dit examples]
+                  export-vae-decoder-gen-2 data-extra-2 pack-2 dit-long-3 vae-decoder-3
+                  export-vae-decoder-3 eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -60,6 +61,10 @@ Stages (each skips what is already done, so re-running after an interruption res
   dit-long-3 phase five of the DiT: configs/dit/tiny_long_3.yaml --init-from ROOT/dit_long_2/model (the
              phase-four model) on ROOT/dit_pack_2.npz -> ROOT/dit_long_3 (a CPU run, no GPU being lent:
              4,094 s; worse on the held-out shapes than phase four, so not exported or committed)
+  vae-decoder-3 phase six of the VAE: phase five's decoder fine-tuned on its encoder's latents of the DiT's
+             training set, cups 3x and chairs and tables 2x per epoch (configs/vae/tiny_decoder_3.yaml),
+             encoder frozen -> ROOT/vae_decoder_3 (the committed run started from the fp16 export of phase five)
+  export-vae-decoder-3 its EMA weights as fp16 into gen3d/weights/tiny/vae
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
@@ -143,6 +148,12 @@ def stage_vae_decoder(root: Path, threads: int) -> None:
 def stage_vae_decoder_2(root: Path, threads: int) -> None:
     """Phase three of the VAE: phase two's decoder trained longer at a lower rate, encoder still frozen."""
     finetune_decoder(root, threads, "configs/vae/tiny_decoder_2.yaml", "vae_decoder", "vae_decoder_2")
+
+
+def stage_vae_decoder_3(root: Path, threads: int) -> None:
+    """Phase six of the VAE: phase five's decoder on the DiT's training set, the worst-reconstructed
+    families repeated (the config's data.repeat), encoder frozen."""
+    finetune_decoder(root, threads, "configs/vae/tiny_decoder_3.yaml", "vae_decoder_gen_2", "vae_decoder_3")
 
 
 def stage_bank(out: str, seed: int, root: Path, threads: int) -> None:
@@ -279,6 +290,7 @@ RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_va
                              ("--fp16-latents",)),
            "dit-long-3": partial(train_dit_from_pack, "configs/dit/tiny_long_3.yaml", "dit_long_2", "dit_long_3",
                                  pack="dit_pack_2.npz"),
+           "vae-decoder-3": stage_vae_decoder_3, "export-vae-decoder-3": partial(export_vae, "vae_decoder_3"),
            "eval-dit": stage_eval_dit,
            "examples": stage_examples}
 
