@@ -31,7 +31,7 @@ class VAEDataConfig:
     include: tuple = ()  # only assets whose manifest `source` matches one of these glob patterns (all if empty)
     generated: str = ""  # a generated-latent bank (`gen3d train bank`): some items decode the DiT's sample instead
     generated_fraction: float = 0.5  # ... this share of the batch items whose asset is in the bank
-    repeat: dict = field(default_factory=dict)  # glob pattern on `source` -> times such training assets appear per epoch
+    repeat: dict = field(default_factory=dict)  # glob pattern on `source` -> times such assets appear per epoch
 
 
 @dataclass

@@ -219,7 +219,8 @@ def test_dataset_repeat_oversamples_by_source_and_loads_once(prepared_small):
     sources = {a: json.loads((a / "meta.json").read_text())["source"] for a in assets}
     out = repeated(assets, {"table_*": 3, "t*": 2})  # the largest matching factor counts
     expected = sum(3 if sources[a].startswith("table_") else 2 if sources[a].startswith("t") else 1 for a in assets)
-    assert len(out) == expected > len(assets) and out.count(next(a for a in assets if sources[a].startswith("table_"))) == 3
+    table = next(a for a in assets if sources[a].startswith("table_"))
+    assert len(out) == expected > len(assets) and out.count(table) == 3
     assert repeated(assets, {}) == assets
     with pytest.raises(InputError, match="whole number"):
         repeated(assets, {"table_*": 0})
