@@ -47,9 +47,16 @@ class VAERunConfig:
         return preset_config(self.preset, **self.model)
 
 
-def prepared_assets(folders: str | Path | list, split: str | None, include: tuple = ()) -> list[Path]:
+def prepared_assets(folders: str | Path | list, split: str | None, include: tuple = (),
+                    repeat: dict | None = None) -> list[Path]:
     """Asset folders of one or several prepared datasets whose manifest row is ok (and of `split`, and
-    matching one of the `include` glob patterns on its source path, when given), folder by folder."""
+    matching one of the `include` glob patterns on its source path, when given), folder by folder; with
+    `repeat` (glob pattern -> whole number), each asset as many times as the largest factor of the
+    patterns its source matches (once if none): oversampling of the shapes a model reconstructs worst."""
+    repeat = repeat or {}
+    for pattern, times in repeat.items():
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise InputError("bad_config", f"data.repeat[{pattern!r}] = {times!r}: a whole number >= 1")
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
     assets = []
     for folder in map(Path, folders):
@@ -57,29 +64,17 @@ def prepared_assets(folders: str | Path | list, split: str | None, include: tupl
         if not manifest.is_file():
             raise InputError("missing_file", f"{folder}: no manifest.jsonl (not a `gen3d data prepare` output)")
         rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-        ids = sorted(r["id"] for r in rows if r["status"] == "ok" and (split is None or r["split"] == split)
-                     and (not include or any(fnmatch.fnmatch(r["source"], pattern) for pattern in include)))
-        assets += [folder / i for i in ids if (folder / i / "surface.npz").is_file()]
+        sources = {r["id"]: r["source"] for r in rows if r["status"] == "ok" and (split is None or r["split"] == split)
+                   and (not include or any(fnmatch.fnmatch(r["source"], pattern) for pattern in include))}
+        for i in sorted(sources):
+            if (folder / i / "surface.npz").is_file():
+                times = [n for pattern, n in repeat.items() if fnmatch.fnmatch(sources[i], pattern)]
+                assets += [folder / i] * max(times or [1])
     if not assets:
         where = ", ".join(map(str, folders))
         raise InputError("empty", f"{where}: no prepared assets{f' in split {split!r}' if split else ''}"
                          f"{f' matching {list(include)}' if include else ''}")
     return assets
-
-
-def repeated(assets: list[Path], repeat: dict) -> list[Path]:
-    """Each asset as many times as the largest factor of the `repeat` patterns its meta.json `source`
-    matches (once if none): oversampling of the shapes a model reconstructs worst."""
-    if not repeat:
-        return assets
-    for pattern, times in repeat.items():
-        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-            raise InputError("bad_config", f"data.repeat[{pattern!r}] = {times!r}: a whole number >= 1")
-    out = []
-    for folder in assets:
-        source = json.loads((folder / "meta.json").read_text())["source"]
-        out += [folder] * max([times for pattern, times in repeat.items() if fnmatch.fnmatch(source, pattern)] or [1])
-    return out
 
 
 class ShapeSet:
@@ -121,7 +116,7 @@ class VAETask:
     def __init__(self, cfg: VAERunConfig, data: str | Path, val_data: str | Path | None = None):
         self.cfg, self.model_cfg = cfg, cfg.model_config()
         include = tuple(cfg.data.include)
-        self.train_set = ShapeSet(repeated(prepared_assets(data, "train", include), dict(cfg.data.repeat)))
+        self.train_set = ShapeSet(prepared_assets(data, "train", include, dict(cfg.data.repeat)))
         val_assets = prepared_assets(val_data, None, include) if val_data else prepared_assets(data, "val", include)
         self.val_set = ShapeSet(val_assets[: cfg.data.val_assets])
         self.bank = GeneratedBank(cfg.data.generated) if cfg.data.generated else None

@@ -213,17 +213,18 @@ def test_dataset_include_patterns_select_by_source(prepared_small):
 
 def test_dataset_repeat_oversamples_by_source_and_loads_once(prepared_small):
     from gen3d.errors import InputError
-    from gen3d.train.vae import ShapeSet, prepared_assets, repeated
+    from gen3d.train.vae import ShapeSet, prepared_assets
 
+    rows = [json.loads(line) for line in (prepared_small / "manifest.jsonl").read_text().splitlines()]
+    sources = {prepared_small / r["id"]: r["source"] for r in rows}
     assets = prepared_assets(prepared_small, None)
-    sources = {a: json.loads((a / "meta.json").read_text())["source"] for a in assets}
-    out = repeated(assets, {"table_*": 3, "t*": 2})  # the largest matching factor counts
+    out = prepared_assets(prepared_small, None, repeat={"table_*": 3, "t*": 2})  # the largest matching factor counts
     expected = sum(3 if sources[a].startswith("table_") else 2 if sources[a].startswith("t") else 1 for a in assets)
     table = next(a for a in assets if sources[a].startswith("table_"))
-    assert len(out) == expected > len(assets) and out.count(table) == 3
-    assert repeated(assets, {}) == assets
+    assert len(out) == expected > len(assets) and out.count(table) == 3 and sorted(set(out)) == sorted(assets)
+    assert prepared_assets(prepared_small, None, repeat={}) == assets
     with pytest.raises(InputError, match="whole number"):
-        repeated(assets, {"table_*": 0})
+        prepared_assets(prepared_small, None, repeat={"table_*": 0})
     shapes = ShapeSet(out[:4] + out[:4])
     assert len(shapes) == 8 and shapes.surface[0] is shapes.surface[4]
 
