@@ -9,7 +9,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from gen3d.errors import FaceBudgetError, MeshWarning
-from gen3d.geometry.topology import vertex_components, weld_by_position
+from gen3d.geometry.topology import collapsed_faces, vertex_components, weld_by_position
 from gen3d.geometry.validate import degenerate_faces
 from gen3d.types import Material, Mesh
 
@@ -209,8 +209,7 @@ def _clustered(points: np.ndarray, faces: np.ndarray, cells: int):
     count = np.bincount(cluster)
     merged = np.stack([np.bincount(cluster, weights=points[:, k]) / count for k in range(3)], axis=1)  # (C, 3)
     new_faces = cluster[faces]  # (F, 3)
-    a, b, c = new_faces.T
-    keep = (a != b) & (b != c) & (a != c)  # (F,) faces that did not collapse
+    keep = ~collapsed_faces(new_faces)  # (F,)
     keep[keep] = ~repeated_faces(new_faces[keep])[0]
     out = Mesh(merged, new_faces).submesh(keep)  # unused vertices dropped
     return out.vertices, out.faces

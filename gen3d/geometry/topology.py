@@ -94,12 +94,15 @@ def edge_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return edges, counts, orientation
 
 
+def collapsed_faces(faces: np.ndarray) -> np.ndarray:
+    """(F,) bool: faces with two equal corner indices (no area, no edges of their own)."""
+    return (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
+
+
 def topology_stats(mesh: Mesh) -> TopologyStats:
     """Components, watertightness and manifoldness of `mesh` welded by position only."""
     welded, faces, _ = weld_by_position(mesh.vertices, mesh.faces)
-    # Faces that welding collapsed (two equal corners) carry no edges of their own.
-    keep = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
-    faces = faces[keep]
+    faces = faces[~collapsed_faces(faces)]  # faces that welding collapsed carry no edges of their own
     if len(faces) == 0:
         return TopologyStats(len(welded), 0, False, True, True, 0, 0)
     count, _ = face_components(faces)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gen3d.errors import InputError
+from gen3d.geometry.topology import collapsed_faces
 from gen3d.types import Mesh
 
 
@@ -30,8 +31,6 @@ def validate_geometry(mesh: Mesh, *, name: str = "mesh", max_faces: int | None =
 
 def degenerate_faces(mesh: Mesh, rel_area: float = 1e-12) -> np.ndarray:
     """(F,) bool: faces with a repeated corner or area below rel_area x bbox-diagonal^2."""
-    f = mesh.faces
-    repeated = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0])
-    extent = np.ptp(mesh.vertices[np.unique(f)], axis=0) if mesh.num_faces else np.zeros(3)
+    extent = np.ptp(mesh.vertices[np.unique(mesh.faces)], axis=0) if mesh.num_faces else np.zeros(3)
     diagonal2 = float(np.dot(extent, extent))
-    return repeated | (mesh.face_areas() <= rel_area * max(diagonal2, 1e-300))
+    return collapsed_faces(mesh.faces) | (mesh.face_areas() <= rel_area * max(diagonal2, 1e-300))
