@@ -6,7 +6,8 @@ runs on CPU, and dit-long / dit-long-2 on a GPU when there is one (the committed
                   dit-long-2 export-dit-2 vae-decoder export-vae-decoder vae-decoder-2 export-vae-decoder-2
                   bank vae-decoder-gen export-vae-decoder-gen bank-2 vae-decoder-gen-2
                   export-vae-decoder-gen-2 data-extra-2 pack-2 dit-long-3 vae-decoder-3
-                  export-vae-decoder-3 eval-dit examples]
+                  export-vae-decoder-3 vae-decoder-3b export-vae-decoder-3b bank-3 vae-decoder-gen-3
+                  export-vae-decoder-gen-3 eval-dit examples]
 
 Stages (each skips what is already done, so re-running after an interruption resumes):
   data       procedural shapes (train seeds, every family) + the real meshes of ../shared/data
@@ -65,6 +66,17 @@ Stages (each skips what is already done, so re-running after an interruption res
              training set, cups 3x and chairs and tables 2x per epoch (configs/vae/tiny_decoder_3.yaml),
              encoder frozen -> ROOT/vae_decoder_3 (the committed run started from the fp16 export of phase five)
   export-vae-decoder-3 its EMA weights as fp16 into gen3d/weights/tiny/vae
+  vae-decoder-3b phase six continued: 1,200 more steps at peak lr 1e-4, same data and repeats
+             (configs/vae/tiny_decoder_3b.yaml) -> ROOT/vae_decoder_3b (the committed run started from the
+             fp16 export of vae-decoder-3)
+  export-vae-decoder-3b its EMA weights as fp16 into gen3d/weights/tiny/vae
+  bank-3     a third bank, new seeds (300,000 on), 2 views per asset, from the model with the continued
+             phase-six decoder -> ROOT/generated_3.npz
+  vae-decoder-gen-3 phase seven of the VAE: the continued phase-six decoder fine-tuned on the third bank and the
+             encoder's latents with the same family repeats (configs/vae/tiny_decoder_gen_3.yaml,
+             `--generated ROOT/generated_3.npz`), encoder frozen -> ROOT/vae_decoder_gen_3 (the committed run
+             started from the fp16 export of vae-decoder-3b)
+  export-vae-decoder-gen-3 its EMA weights as fp16 into gen3d/weights/tiny/vae
   eval-dit   tools/bench/image_to_3d.py on the committed model: val procedural seeds and val real
              meshes against the retrieval (over the DiT's whole training set) and mean-shape baselines
              -> ROOT/eval_image_to_3d.json
@@ -156,15 +168,22 @@ def stage_vae_decoder_3(root: Path, threads: int) -> None:
     finetune_decoder(root, threads, "configs/vae/tiny_decoder_3.yaml", "vae_decoder_gen_2", "vae_decoder_3")
 
 
-def stage_bank(out: str, seed: int, root: Path, threads: int) -> None:
+def stage_vae_decoder_3b(root: Path, threads: int) -> None:
+    """Phase six continued: 1,200 more steps at a lower learning rate, same data and repeats."""
+    finetune_decoder(root, threads, "configs/vae/tiny_decoder_3b.yaml", "vae_decoder_3", "vae_decoder_3b")
+
+
+def stage_bank(out: str, seed: int, root: Path, threads: int, views: int = 4) -> None:
     """The committed model's own samples of its training set, for the generator-aware decoder phases."""
     gen3d("--threads", str(threads), "train", "bank", "--data", str(root / "prepared" / "train"),
-          str(root / "prepared" / "train_extra"), "--seed", str(seed), "--out", str(root / out))
+          str(root / "prepared" / "train_extra"), "--seed", str(seed), "--views", str(views),
+          "--out", str(root / out))
 
 
-def finetune_decoder_on_bank(start: str, out: str, bank: str, root: Path, threads: int) -> None:
-    """Phases four and five of the VAE: the decoder trained on the DiT's samples too, encoder frozen."""
-    finetune_decoder(root, threads, "configs/vae/tiny_decoder_gen.yaml", start, out, "--generated", str(root / bank))
+def finetune_decoder_on_bank(start: str, out: str, bank: str, root: Path, threads: int,
+                             config: str = "configs/vae/tiny_decoder_gen.yaml") -> None:
+    """Phases four, five and seven of the VAE: the decoder trained on the DiT's samples too, encoder frozen."""
+    finetune_decoder(root, threads, config, start, out, "--generated", str(root / bank))
 
 
 def export_vae(run: str, root: Path, threads: int) -> None:
@@ -291,6 +310,11 @@ RUNNERS = {"data": stage_data, "vae": stage_vae, "export-vae": partial(export_va
            "dit-long-3": partial(train_dit_from_pack, "configs/dit/tiny_long_3.yaml", "dit_long_2", "dit_long_3",
                                  pack="dit_pack_2.npz"),
            "vae-decoder-3": stage_vae_decoder_3, "export-vae-decoder-3": partial(export_vae, "vae_decoder_3"),
+           "vae-decoder-3b": stage_vae_decoder_3b, "export-vae-decoder-3b": partial(export_vae, "vae_decoder_3b"),
+           "bank-3": partial(stage_bank, "generated_3.npz", 300_000, views=2),
+           "vae-decoder-gen-3": partial(finetune_decoder_on_bank, "vae_decoder_3b", "vae_decoder_gen_3",
+                                        "generated_3.npz", config="configs/vae/tiny_decoder_gen_3.yaml"),
+           "export-vae-decoder-gen-3": partial(export_vae, "vae_decoder_gen_3"),
            "eval-dit": stage_eval_dit,
            "examples": stage_examples}
 
